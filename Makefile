@@ -1,0 +1,32 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set everything up.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test setup lint bench clean
+
+demo: setup
+	$(VENV)/bin/edged demo
+
+test: setup lint
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check edged tests benchmarks
+	$(VENV)/bin/ruff format --check edged tests benchmarks
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup-system.sh
+	scripts/setup-system.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,plot]'
+	touch $@
+
+bench: setup
+	$(PY) benchmarks/frame_loop.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""Command line: `edged replay|demo|config …`. Thin shell over the sans-I/O core.
+
+Errors a user can fix (bad config, missing file) print one line and exit with
+a sysexits code; 78 (EX_CONFIG) tells systemd not to restart into the same
+bad file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+from .config import EX_CONFIG, Config, ConfigError, load_config, to_dict
+from .wavio import AudioFileError
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key (repeatable)",
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    ap = argparse.ArgumentParser(prog="edged", description="Voice daemon for smart speakers.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("replay", parents=[common], help="run the decision pipeline on a WAV file")
+    r.add_argument("input", help="microphone recording (any rate, any channel count)")
+    r.add_argument("--far-end", metavar="WAV", help="what the speaker played, sample-aligned with INPUT")
+    r.add_argument("--events", metavar="OUT.jsonl", help="write one JSON object per turn/discard/summary")
+    r.add_argument("--clean-out", metavar="OUT.wav", help="write the audio that would be uploaded (24 kHz)")
+    r.add_argument("--plot", metavar="OUT.png", help="draw waveform, levels, decisions and turns")
+
+    sub.add_parser("demo", parents=[common], help="replay the bundled kitchen recording and score it")
+
+    c = sub.add_parser("config", help="validate or print configuration")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    chk = csub.add_parser("check", parents=[common], help="validate a config file")
+    chk.add_argument("file")
+    show = csub.add_parser("show", parents=[common], help="print the effective config as YAML")
+    show.add_argument("file", nargs="?")
+    return ap
+
+
+def _config(args: argparse.Namespace, path: str | None = None) -> Config:
+    if path and args.config and path != args.config:
+        raise ConfigError(f"two config files given: {path} and --config {args.config}")
+    return load_config(path or args.config, args.overrides)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from . import replay
+
+    cfg = _config(args)
+    result = replay.replay_file(
+        cfg, args.input, args.far_end, trace=bool(args.plot), keep_upload=bool(args.clean_out)
+    )
+    print(replay.format_table(result))
+    if args.events:
+        with open(args.events, "w", encoding="utf-8") as f:
+            replay.write_events(result, f)
+    if args.clean_out:
+        replay.write_clean(result, args.clean_out)
+    if args.plot:
+        from .wavio import read_mono
+
+        mic, rate = read_mono(args.input)
+        replay.plot(result, mic, rate, args.plot, cfg)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(_config(args))
+
+
+def _config_cmd(args: argparse.Namespace) -> int:
+    if args.config_command == "check":
+        _config(args, args.file)
+        print(f"{args.file}: ok")
+        return 0
+    cfg = _config(args, args.file)
+    sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"replay": _replay, "demo": _demo, "config": _config_cmd}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as e:
+        print(f"edged: config error: {e}", file=sys.stderr)
+        return EX_CONFIG
+    except AudioFileError as e:
+        print(f"edged: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Typed, frozen configuration loaded once from YAML.
+
+Every key is a dataclass field whose metadata states what is allowed, so the
+validator, `edged config show` and the documentation test all read one source
+of truth. A bad file yields one `ConfigError` naming the key path, the value
+and what is allowed; the CLI turns it into exit code 78 (EX_CONFIG).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EX_CONFIG = 78
+
+
+class ConfigError(Exception):
+    """A configuration problem a user can fix by editing the file; never a traceback."""
+
+
+def _num(default: float, lo: float, hi: float, doc: str) -> Any:
+    return field(default=default, metadata={"min": lo, "max": hi, "doc": doc})
+
+
+def _choice(default: Any, choices: Sequence[Any], doc: str) -> Any:
+    return field(default=default, metadata={"choices": tuple(choices), "doc": doc})
+
+
+def _flag(default: bool, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Per-frame speech decision: webrtcvad and an energy gate over the tracked noise floor."""
+
+    vad_mode: int = _num(3, 0, 3, "webrtcvad aggressiveness; 3 rejects the most non-speech")
+    vad_frame_ms: int = _choice(30, (10, 20, 30), "webrtcvad analysis frame (ms)")
+    energy_margin_db: float = _num(
+        9.0, 0.0, 40.0, "level a frame must exceed the noise floor by to count as speech (dB)"
+    )
+    min_level_dbfs: float = _num(-70.0, -120.0, 0.0, "frames quieter than this never count as speech (dBFS)")
+    noise_floor_rise_db_per_s: float = _num(
+        2.0, 0.1, 60.0, "how fast the floor follows a louder room (dB/s); slow so speech does not lift it"
+    )
+    noise_floor_fall_db_per_s: float = _num(
+        20.0, 0.1, 200.0, "how fast the floor follows a quieter room (dB/s)"
+    )
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Turn boundaries: when a turn starts, what is uploaded, when it is committed."""
+
+    pre_roll_ms: int = _num(
+        300, 0, 2000, "audio uploaded from before the first voiced frame, so soft onsets are not clipped (ms)"
+    )
+    start_window_ms: int = _num(150, 10, 1000, "window over which the voiced share is measured (ms)")
+    start_voiced_ratio: float = _num(
+        0.6, 0.05, 1.0, "share of voiced frames in the window that starts a turn"
+    )
+    end_silence_ms: int = _num(700, 100, 5000, "trailing non-speech that ends a turn (ms)")
+    post_roll_ms: int = _num(150, 0, 5000, "trailing non-speech still uploaded after the last speech (ms)")
+    min_speech_ms: int = _num(
+        200, 0, 5000, "turns with less speech than this are discarded, not committed (ms)"
+    )
+    max_turn_ms: int = _num(
+        30000, 1000, 600000, "a turn this long is committed even while speech goes on (ms)"
+    )
+    max_gap_upload_ms: int = _num(
+        500, 0, 5000, "longest pause inside a turn that is uploaded in full; longer pauses are shortened (ms)"
+    )
+
+
+@dataclass(frozen=True)
+class AecConfig:
+    """Echo canceller slot (a pass-through until the canceller lands) and far-end activity."""
+
+    enabled: bool = _flag(True, "run the echo canceller on the microphone signal")
+    far_end_active_dbfs: float = _num(
+        -50.0,
+        -120.0,
+        0.0,
+        "speaker output louder than this counts as playback; turns starting then are barge-ins (dBFS)",
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    aec: AecConfig = field(default_factory=AecConfig)
+
+    def check(self) -> None:
+        """Rules that span keys; called after every field passed its own check."""
+        g = self.gate
+        if g.post_roll_ms > g.end_silence_ms:
+            raise ConfigError(
+                f"gate.post_roll_ms = {g.post_roll_ms}: must not exceed "
+                f"gate.end_silence_ms ({g.end_silence_ms})"
+            )
+
+
+def _allowed(f: dataclasses.Field, kind: type) -> str:
+    md = f.metadata
+    if "choices" in md:
+        return "one of " + ", ".join(repr(c) for c in md["choices"])
+    if kind is bool:
+        return "true or false"
+    name = "an integer" if kind is int else "a number"
+    if "min" in md:
+        return f"{name} from {md['min']} to {md['max']}"
+    return name
+
+
+def _field_kind(cls: type, f: dataclasses.Field) -> type:
+    hints = typing.get_type_hints(cls)
+    return hints[f.name]
+
+
+def _convert(path: str, value: Any, f: dataclasses.Field, kind: type) -> Any:
+    ok = False
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, str)
+    md = f.metadata
+    if ok and "choices" in md:
+        ok = value in md["choices"]
+    if ok and "min" in md:
+        ok = md["min"] <= value <= md["max"]
+    if not ok:
+        raise ConfigError(f"{path} = {value!r}: must be {_allowed(f, kind)}")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        where = prefix or "the top level"
+        raise ConfigError(f"{where} = {raw!r}: must be a mapping of keys to values")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(f"{path}: unknown key (allowed: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        path = f"{prefix}.{name}" if prefix else name
+        kind = _field_kind(cls, f)
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, raw[name], path)
+        else:
+            kwargs[name] = _convert(path, raw[name], f, kind)
+    return cls(**kwargs)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `--set section.key=value`; the value is read as a YAML scalar."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: must look like section.key=value")
+    path, text = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    if any(not k for k in keys):
+        raise ConfigError(f"--set {assignment!r}: key path {path!r} has an empty part")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({e.problem})") from None
+    node = raw
+    for i, k in enumerate(keys[:-1]):
+        nxt = node.get(k)
+        if nxt is None:
+            nxt = node[k] = {}
+        elif not isinstance(nxt, dict):
+            where = ".".join(keys[: i + 1])
+            raise ConfigError(f"--set {assignment!r}: {where} is not a section")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Read YAML (or the built-in defaults when `path` is None), apply overrides, validate."""
+    raw: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        if raw is None:
+            raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    cfg = _build(Config, raw, "")
+    cfg.check()
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str, str]]:
+    """(key path, default, allowed, doc) for every leaf key: drives docs and their test."""
+    out = []
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        kind = _field_kind(cls, f)
+        if dataclasses.is_dataclass(kind):
+            out += describe(kind, path)
+        else:
+            out.append((path, f.default, _allowed(f, kind), f.metadata.get("doc", "")))
+    return out
+
+
+__all__ = [
+    "EX_CONFIG",
+    "AecConfig",
+    "Config",
+    "ConfigError",
+    "DetectorConfig",
+    "GateConfig",
+    "apply_override",
+    "describe",
+    "load_config",
+    "to_dict",
+]

@@ -1,0 +1,94 @@
+"""The frame loop: resample → echo canceller → speech detector → turn gate → upload encoder.
+
+Sans-I/O: it is fed sample chunks (microphone and what the speaker played, at
+the device's rates) and returns per-frame results. Time is the 16 kHz sample
+clock, so replaying a WAV makes exactly the decisions the device would.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .aec import PassThrough
+from .config import Config
+from .detector import Decision, SpeechDetector, level_dbfs
+from .frames import FRAME_SAMPLES, RATE_HZ, Framer
+from .gate import Action, Append, Commit, Phase, Start, TurnGate
+from .resample import StreamingResampler
+from .upload import UploadEncoder
+
+# Far-end frames waiting for their microphone twin; a stream that stops delivering
+# microphone frames cannot grow this beyond one second.
+FAR_QUEUE_FRAMES = 100
+
+
+@dataclass(slots=True)
+class FrameResult:
+    start: int  # first sample of this frame on the 16 kHz clock
+    decision: Decision
+    playing: bool
+    phase: Phase
+    actions: list[Action]
+    uploads: list[bytes] = field(default_factory=list)  # 24 kHz PCM16 to append, in order
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, input_rate_hz: int, far_rate_hz: int | None = None) -> None:
+        self.cfg = cfg
+        self._mic_rs = StreamingResampler(input_rate_hz, RATE_HZ)
+        self._far_rs = StreamingResampler(far_rate_hz or input_rate_hz, RATE_HZ)
+        self._mic_framer = Framer()
+        self._far_framer = Framer()
+        self._far: deque[np.ndarray] = deque(maxlen=FAR_QUEUE_FRAMES)
+        self.aec = PassThrough()
+        self.detector = SpeechDetector(cfg.detector)
+        self.gate = TurnGate(cfg.gate)
+        self.encoder = UploadEncoder()
+        self._silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        self.position = 0  # samples of the 16 kHz clock processed so far
+        # the resampler's group delay, so events can be placed on the input's own clock
+        self.delay_samples = self._mic_rs.delay_out_samples
+
+    def to_input_ms(self, sample: int) -> float:
+        return max(0.0, (sample - self.delay_samples) * 1000.0 / RATE_HZ)
+
+    def process(self, mic: np.ndarray, far: np.ndarray | None = None) -> list[FrameResult]:
+        """Feed a chunk of microphone samples and, if the speaker played, the same span of it."""
+        if far is not None:
+            self._far.extend(self._far_framer.push(self._far_rs.process(far)))
+        return [self._frame(f) for f in self._mic_framer.push(self._mic_rs.process(mic))]
+
+    def finish(self) -> list[FrameResult]:
+        """Close an open turn at the end of the input."""
+        actions = self.gate.finish(self.position)
+        if not actions:
+            return []
+        d = Decision(-120.0, -120.0, False, False, False)
+        res = FrameResult(self.position, d, False, self.gate.phase, actions)
+        self._encode(res)
+        return [res]
+
+    def _frame(self, mic: np.ndarray) -> FrameResult:
+        ref = self._far.popleft() if self._far else self._silence
+        playing = level_dbfs(ref) > self.cfg.aec.far_end_active_dbfs
+        clean = self.aec.process(mic, ref) if self.cfg.aec.enabled else mic
+        d = self.detector.process(clean)
+        start = self.position
+        self.position += len(mic)
+        actions = self.gate.push(clean, start, d.speech, playing)
+        res = FrameResult(start, d, playing, self.gate.phase, actions)
+        if actions:
+            self._encode(res)
+        return res
+
+    def _encode(self, res: FrameResult) -> None:
+        for a in res.actions:
+            if isinstance(a, Start):
+                self.encoder.start()
+            elif isinstance(a, Append):
+                res.uploads.append(self.encoder.encode(a.audio))
+            elif isinstance(a, Commit):
+                res.uploads.append(self.encoder.finish())
