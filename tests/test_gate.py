@@ -1,0 +1,152 @@
+"""The turn gate, exactly, on synthetic per-frame decisions.
+
+Each frame's audio holds its own index, so the test can check which frames
+were uploaded, in which order, and that none was lost or sent twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edged.config import GateConfig
+from edged.frames import FRAME_SAMPLES as N
+from edged.gate import Append, Commit, Discard, Start, TurnGate
+
+CFG = GateConfig(
+    pre_roll_ms=300,
+    start_window_ms=150,
+    start_voiced_ratio=0.6,
+    end_silence_ms=700,
+    post_roll_ms=150,
+    min_speech_ms=200,
+    max_turn_ms=30000,
+    max_gap_upload_ms=500,
+)
+
+
+def run(decisions: list[bool], cfg: GateConfig = CFG, playing: list[bool] | None = None, finish: bool = True):
+    gate = TurnGate(cfg)
+    actions = []
+    for i, speech in enumerate(decisions):
+        frame = np.full(N, float(i), dtype=np.float32)
+        for a in gate.push(frame, i * N, speech, bool(playing and playing[i])):
+            actions.append((i, a))
+    if finish:
+        actions += [(len(decisions), a) for a in gate.finish(len(decisions) * N)]
+    return gate, actions
+
+
+def uploaded_frames(actions) -> list[int]:
+    audio = np.concatenate([a.audio for _, a in actions if isinstance(a, Append)])
+    return [int(v) for v in audio[::N]]
+
+
+def of(actions, kind):
+    return [(i, a) for i, a in actions if isinstance(a, kind)]
+
+
+def seq(*parts: tuple[bool, int]) -> list[bool]:
+    return [v for value, count in parts for v in [value] * count]
+
+
+def test_silence_gives_nothing() -> None:
+    _, actions = run([False] * 1000)
+    assert actions == []
+
+
+def test_one_utterance_start_upload_and_commit_exact() -> None:
+    # speech in frames 100..179 (800 ms)
+    _, actions = run(seq((False, 100), (True, 80), (False, 200)))
+    (i_start, start), (i_commit, commit) = of(actions, Start)[0], of(actions, Commit)[0]
+    # the window of 15 frames needs 9 voiced ones: decided on the 9th voiced frame
+    assert i_start == 108 and start.at == 108 * N
+    assert start.speech_start == 100 * N
+    assert start.upload_start == (100 - 30) * N  # 300 ms pre-roll before the first voiced frame
+    # trailing silence starts at frame 180; the 70th silent frame (249) ends the turn
+    assert i_commit == 249 and commit.at == 250 * N
+    assert commit.reason == "end_silence"
+    assert (commit.speech_start, commit.speech_end) == (100 * N, 180 * N)
+    # only 150 ms of the final pause is uploaded
+    assert commit.upload_end == (180 + 15) * N
+    assert uploaded_frames(actions) == list(range(70, 195))
+    assert commit.uploaded_samples == (195 - 70) * N
+    assert not of(actions, Discard)
+
+
+def test_short_blip_never_starts_a_turn() -> None:
+    gate, actions = run(seq((False, 50), (True, 8), (False, 100)))
+    assert actions == [] and gate.discards == 0
+
+
+def test_burst_under_min_speech_is_discarded_and_counted() -> None:
+    gate, actions = run(seq((False, 50), (True, 12), (False, 100)))
+    assert len(of(actions, Start)) == 1
+    assert not of(actions, Commit)
+    (_, d) = of(actions, Discard)[0]
+    assert d.reason == "too_short" and gate.discards == 1
+    assert (d.speech_start, d.speech_end) == (50 * N, 62 * N)
+
+
+def test_pause_shorter_than_end_silence_stays_in_one_turn_and_is_shortened() -> None:
+    # 60-frame pause (600 ms < 700 ms): one turn; of the pause, 15 frames of post-roll
+    # plus the 35 frames just before speech resumes are uploaded (500 ms in all)
+    _, actions = run(seq((False, 100), (True, 50), (False, 60), (True, 50), (False, 200)))
+    assert len(of(actions, Start)) == 1 and len(of(actions, Commit)) == 1
+    frames = uploaded_frames(actions)
+    pause_sent = [f for f in frames if 150 <= f < 210]
+    assert pause_sent == list(range(150, 165)) + list(range(175, 210))
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    assert frames[-1] == 260 + 15 - 1
+
+
+def test_pause_longer_than_end_silence_splits_turns() -> None:
+    _, actions = run(seq((False, 100), (True, 50), (False, 80), (True, 50), (False, 200)))
+    commits = of(actions, Commit)
+    assert len(commits) == 2
+    assert commits[0][1].at == (150 + 70) * N
+    # the pause that ended turn one is not sent; turn two's pre-roll reaches back only
+    # to where turn one ended, so no frame is uploaded twice
+    assert uploaded_frames(actions) == list(range(70, 165)) + list(range(220, 280 + 15))
+
+
+def test_max_turn_forces_commit_and_loses_nothing() -> None:
+    cfg = GateConfig(**{**CFG.__dict__, "max_turn_ms": 2000})
+    # speech 50..429: forced commits at frames 219 and 419 leave a 100 ms tail of speech
+    _, actions = run(seq((False, 50), (True, 380), (False, 100)), cfg)
+    commits = [a for _, a in of(actions, Commit)]
+    assert [c.reason for c in commits] == ["max_length", "max_length", "end_silence"]
+    assert [c.at for c in commits[:2]] == [220 * N, 420 * N]
+    for c in commits[:-1]:
+        assert c.upload_end - c.upload_start == 2000 * 16
+    frames = uploaded_frames(actions)
+    # every frame from the pre-roll to the post-roll, each exactly once, in order
+    assert frames == list(range(50 - 30, 430 + 15))
+    # the tail after the last forced commit is shorter than min_speech_ms, yet committed
+    tail = commits[-1]
+    assert tail.speech_end - tail.speech_start < CFG.min_speech_ms * 16
+
+
+def test_end_of_input_commits_open_turn() -> None:
+    _, actions = run(seq((False, 10), (True, 60)))
+    (_, c) = of(actions, Commit)[0]
+    assert c.reason == "end_of_input" and c.at == 70 * N
+
+
+def test_pre_roll_at_stream_start_is_what_exists() -> None:
+    _, actions = run(seq((True, 40), (False, 100)))
+    (_, s) = of(actions, Start)[0]
+    assert s.upload_start == 0 and s.speech_start == 0
+    assert uploaded_frames(actions)[0] == 0
+
+
+def test_turn_starting_during_playback_is_marked_barge_in() -> None:
+    d = seq((False, 100), (True, 50), (False, 100), (True, 50), (False, 100))
+    playing = seq((True, 200), (False, 200))
+    _, actions = run(d, playing=playing)
+    assert [c.barge_in for _, c in of(actions, Commit)] == [True, False]
+
+
+def test_sparse_voicing_below_ratio_does_not_start() -> None:
+    # every other frame voiced: 8 of 15 in any window, under the 9 needed
+    gate, actions = run([i % 2 == 0 for i in range(300)] + [False] * 100)
+    assert actions == [] and gate.discards == 0
