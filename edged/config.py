@@ -43,7 +43,7 @@ class DetectorConfig:
     vad_mode: int = _num(3, 0, 3, "webrtcvad aggressiveness; 3 rejects the most non-speech")
     vad_frame_ms: int = _choice(30, (10, 20, 30), "webrtcvad analysis frame (ms)")
     energy_margin_db: float = _num(
-        9.0, 0.0, 40.0, "level a frame must exceed the noise floor by to count as speech (dB)"
+        6.0, 0.0, 40.0, "level a frame must exceed the noise floor by to count as speech (dB)"
     )
     min_level_dbfs: float = _num(-70.0, -120.0, 0.0, "frames quieter than this never count as speech (dBFS)")
     noise_floor_rise_db_per_s: float = _num(

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Turn-level detection quality of `edged replay` on the labelled development corpus.
+
+Reads a corpus made by `python ../shared/tools/vad_corpus.py OUT` (OUT/dev/labels.json
+plus WAVs), replays every file through the exact pipeline the device runs, and prints:
+recall per noise type and SNR (an utterance counts when committed turns' upload spans
+cover 80 % of it), recall of dry and reverberant utterances, clipped onsets, split
+utterances, end-of-speech-to-commit latency, upload relative to true speech, and false
+turns per hour on the noise-only files. Writes the same as JSON.
+
+    python benchmarks/detection.py CORPUS_DIR [--set section.key=value]... [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from edged.config import Config, load_config
+from edged.replay import replay_file
+from edged.scoring import score
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _replay_one(args: tuple[Config, str, dict[str, Any]]) -> dict[str, Any]:
+    cfg, path, meta = args
+    res = replay_file(cfg, path)
+    out: dict[str, Any] = {"file": meta["file"], "noise": meta["noise"], "snr_db": meta["snr_db"]}
+    out["input_s"] = res.summary["input_ms"] / 1000
+    out["uploaded_s"] = res.summary["uploaded_ms"] / 1000
+    out["turns"] = len(res.turns)
+    out["discards"] = res.summary["discards"]
+    utts = meta.get("utterances", [])
+    spans = [(u["start_s"] * 1000, u["end_s"] * 1000) for u in utts]
+    scores, false_turns = score(res.turns, spans)
+    out["false_turns"] = false_turns
+    out["speech_s"] = sum(e - s for s, e in meta["speech"])
+    out["utterances"] = [
+        {
+            "reverberant": u.get("rir") is not None,
+            "detected": s.detected,
+            "clipped": s.clipped,
+            "split": s.split,
+            "commit_delay_ms": s.commit_delay_ms,
+        }
+        for u, s in zip(utts, scores, strict=True)
+    ]
+    return out
+
+
+def _pct(a: int, b: int) -> str:
+    return f"{100 * a / b:5.1f}" if b else "    –"
+
+
+def summarise(files: list[dict[str, Any]]) -> dict[str, Any]:
+    speech = [f for f in files if f["snr_db"] is not None]
+    noise = [f for f in files if f["snr_db"] is None]
+    recall: dict[str, dict[str, Any]] = defaultdict(dict)
+    for f in speech:
+        u = f["utterances"]
+        recall[f["noise"]][f["snr_db"]] = sum(x["detected"] for x in u) / len(u) if u else None
+
+    def agg(pred) -> dict[str, Any]:
+        us = [u for f in speech if pred(f) for u in f["utterances"]]
+        det = [u for u in us if u["detected"]]
+        delays = [u["commit_delay_ms"] for u in det if u["commit_delay_ms"] is not None]
+        fs = [f for f in speech if pred(f)]
+        return {
+            "utterances": len(us),
+            "recall": len(det) / len(us) if us else None,
+            "recall_dry": _share([u for u in us if not u["reverberant"]]),
+            "recall_reverberant": _share([u for u in us if u["reverberant"]]),
+            "clipped_share": sum(u["clipped"] for u in det) / len(det) if det else None,
+            "split_share": sum(u["split"] for u in us) / len(us) if us else None,
+            "median_commit_delay_ms": median(delays) if delays else None,
+            "upload_over_speech": sum(f["uploaded_s"] for f in fs) / sum(f["speech_s"] for f in fs),
+            "false_turns": sum(f["false_turns"] for f in fs),
+        }
+
+    by_snr = {snr: agg(lambda f, s=snr: f["snr_db"] == s) for snr in sorted({f["snr_db"] for f in speech})}
+    false_per_hour = {f["noise"]: f["turns"] / (f["input_s"] / 3600) for f in noise}
+    return {
+        "recall_by_noise_snr": recall,
+        "by_snr": by_snr,
+        "snr_ge_10": agg(lambda f: f["snr_db"] >= 10),
+        "snr_ge_5": agg(lambda f: f["snr_db"] >= 5),
+        "all": agg(lambda f: True),
+        "false_turns_per_hour_noise_only": false_per_hour,
+    }
+
+
+def _share(us: list[dict[str, Any]]) -> float | None:
+    return sum(u["detected"] for u in us) / len(us) if us else None
+
+
+def _fmt(v: float | None, scale: float = 100.0, spec: str = "5.1f") -> str:
+    return format(v * scale, spec) if v is not None else "    –"
+
+
+def print_tables(s: dict[str, Any]) -> None:
+    snrs = sorted({snr for row in s["recall_by_noise_snr"].values() for snr in row}, reverse=True)
+    print("Recall (% of utterances whose upload covers ≥ 80 %), by noise and SNR")
+    print(f"{'noise':<12}" + "".join(f"{f'{snr} dB':>9}" for snr in snrs))
+    for noise, row in sorted(s["recall_by_noise_snr"].items()):
+        print(f"{noise:<12}" + "".join(f"{_fmt(row.get(snr)):>9}" for snr in snrs))
+    print()
+    hdr = "recall  dry  reverb  clipped  split  commit-delay  upload/speech  false"
+    print(f"{'SNR':<10}{hdr}")
+    rows = [(f"{k} dB", v) for k, v in sorted(s["by_snr"].items(), reverse=True)]
+    rows += [("≥ 10 dB", s["snr_ge_10"]), ("≥ 5 dB", s["snr_ge_5"]), ("all", s["all"])]
+    for name, a in rows:
+        delay = a["median_commit_delay_ms"]
+        print(
+            f"{name:<10}{_fmt(a['recall']):>6}{_fmt(a['recall_dry']):>6}{_fmt(a['recall_reverberant']):>7}"
+            f"{_fmt(a['clipped_share']):>8} %{_fmt(a['split_share']):>6} %"
+            f"{(f'{delay:.0f} ms' if delay is not None else '–'):>13}{a['upload_over_speech']:>12.2f} x"
+            f"{a['false_turns']:>7}"
+        )
+    print()
+    print("False turns per hour on noise-only files")
+    for noise, v in sorted(s["false_turns_per_hour_noise_only"].items()):
+        print(f"  {noise:<12}{v:8.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpus", help="folder made by vad_corpus.py (its dev/ subfolder or the folder itself)")
+    ap.add_argument("--config")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--json", default=str(RESULTS / "detection.json"))
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    root = Path(args.corpus)
+    if (root / "dev" / "labels.json").is_file():
+        root = root / "dev"
+    if not (root / "labels.json").is_file():
+        print(f"{root}: no labels.json; build the corpus with ../shared/tools/vad_corpus.py", file=sys.stderr)
+        return 66
+    cfg = load_config(args.config, args.overrides)
+    meta = json.loads((root / "labels.json").read_text())
+    jobs = [(cfg, str(root / m["file"]), m) for m in meta["files"]]
+    with ProcessPoolExecutor(max_workers=args.jobs) as ex:
+        files = list(ex.map(_replay_one, jobs))
+    summary = summarise(files)
+    print_tables(summary)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"overrides": args.overrides, "summary": summary, "files": files}, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
