@@ -13,8 +13,8 @@ test: setup lint
 	$(VENV)/bin/pytest
 
 lint: setup
-	$(VENV)/bin/ruff check edged tests benchmarks
-	$(VENV)/bin/ruff format --check edged tests benchmarks
+	$(VENV)/bin/ruff check edged tests benchmarks scripts
+	$(VENV)/bin/ruff format --check edged tests benchmarks scripts
 
 setup: $(STAMP)
 

@@ -8,6 +8,7 @@ clock, so replaying a WAV makes exactly the decisions the device would.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,11 +19,32 @@ from .detector import Decision, SpeechDetector, level_dbfs
 from .frames import FRAME_SAMPLES, RATE_HZ, Framer
 from .gate import Action, Append, Commit, Phase, Start, TurnGate
 from .resample import StreamingResampler
-from .upload import UploadEncoder
+from .upload import UploadEncoder, b64
 
 # Far-end frames waiting for their microphone twin; a stream that stops delivering
 # microphone frames cannot grow this beyond one second.
 FAR_QUEUE_FRAMES = 100
+
+
+class StageTimer:
+    """Charges elapsed time to named stages, for benchmarks and frame-loop metrics.
+
+    The clock is injected: the core never reads the wall clock on its own, and
+    with no timer the frame loop pays only a `None` check per stage.
+    """
+
+    def __init__(self, clock_ns: Callable[[], int], sink: Callable[[str, int], None]) -> None:
+        self._clock = clock_ns
+        self._sink = sink
+        self._t = 0
+
+    def start(self) -> None:
+        self._t = self._clock()
+
+    def mark(self, stage: str) -> None:
+        t = self._clock()
+        self._sink(stage, t - self._t)
+        self._t = t
 
 
 @dataclass(slots=True)
@@ -32,12 +54,19 @@ class FrameResult:
     playing: bool
     phase: Phase
     actions: list[Action]
-    uploads: list[bytes] = field(default_factory=list)  # 24 kHz PCM16 to append, in order
+    uploads: list[str] = field(default_factory=list)  # base64 24 kHz PCM16 to append, in order
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, input_rate_hz: int, far_rate_hz: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        input_rate_hz: int,
+        far_rate_hz: int | None = None,
+        timer: StageTimer | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.timer = timer
         self._mic_rs = StreamingResampler(input_rate_hz, RATE_HZ)
         self._far_rs = StreamingResampler(far_rate_hz or input_rate_hz, RATE_HZ)
         self._mic_framer = Framer()
@@ -57,9 +86,15 @@ class Pipeline:
 
     def process(self, mic: np.ndarray, far: np.ndarray | None = None) -> list[FrameResult]:
         """Feed a chunk of microphone samples and, if the speaker played, the same span of it."""
+        tm = self.timer
+        if tm:
+            tm.start()
         if far is not None:
             self._far.extend(self._far_framer.push(self._far_rs.process(far)))
-        return [self._frame(f) for f in self._mic_framer.push(self._mic_rs.process(mic))]
+        frames = self._mic_framer.push(self._mic_rs.process(mic))
+        if tm:
+            tm.mark("resample")
+        return [self._frame(f) for f in frames]
 
     def finish(self) -> list[FrameResult]:
         """Close an open turn at the end of the input."""
@@ -72,16 +107,27 @@ class Pipeline:
         return [res]
 
     def _frame(self, mic: np.ndarray) -> FrameResult:
+        tm = self.timer
+        if tm:
+            tm.start()
         ref = self._far.popleft() if self._far else self._silence
         playing = level_dbfs(ref) > self.cfg.aec.far_end_active_dbfs
         clean = self.aec.process(mic, ref) if self.cfg.aec.enabled else mic
+        if tm:
+            tm.mark("echo")
         d = self.detector.process(clean)
+        if tm:
+            tm.mark("detector")
         start = self.position
         self.position += len(mic)
         actions = self.gate.push(clean, start, d.speech, playing)
         res = FrameResult(start, d, playing, self.gate.phase, actions)
+        if tm:
+            tm.mark("gate")
         if actions:
             self._encode(res)
+            if tm:
+                tm.mark("encode")
         return res
 
     def _encode(self, res: FrameResult) -> None:
@@ -89,6 +135,6 @@ class Pipeline:
             if isinstance(a, Start):
                 self.encoder.start()
             elif isinstance(a, Append):
-                res.uploads.append(self.encoder.encode(a.audio))
+                res.uploads.append(b64(self.encoder.encode(a.audio)))
             elif isinstance(a, Commit):
-                res.uploads.append(self.encoder.finish())
+                res.uploads.append(b64(self.encoder.finish()))

@@ -7,6 +7,7 @@ The JSON keys are a contract: fields may be added, never renamed.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ def replay_signal(
     p = Pipeline(cfg, rate_hz, far_rate_hz or rate_hz)
     events: list[dict[str, Any]] = []
     tr = Trace() if trace else None
-    uploads: list[bytes] = []
+    uploads: list[str] = []
     block = max(1, rate_hz * DEVICE_BLOCK_MS // 1000)
     far_block = max(1, (far_rate_hz or rate_hz) * DEVICE_BLOCK_MS // 1000)
 
@@ -144,7 +145,7 @@ def replay_signal(
             "upload_share": round(uploaded / input_ms, 4) if input_ms else 0.0,
         }
     )
-    return ReplayResult(input_ms, events, tr, b"".join(uploads))
+    return ReplayResult(input_ms, events, tr, b"".join(base64.b64decode(u) for u in uploads))
 
 
 def replay_file(
