@@ -45,3 +45,18 @@ def test_uploads_are_base64_pcm16_at_24k_matching_the_committed_span(demo_audio)
     samples = np.frombuffer(pcm, dtype="<i2")
     assert len(samples) == commits[0].uploaded_samples * 3 // 2
     assert np.abs(samples).max() > 1000  # speech, not silence
+
+
+def test_replay_never_loads_sounddevice(demo_wav) -> None:
+    """Replay must work on machines without PortAudio: sounddevice loads only where devices open."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from edged.cli import main; "
+        f"rc = main(['replay', {str(demo_wav)!r}]); "
+        "assert 'sounddevice' not in sys.modules, 'sounddevice imported'; sys.exit(rc)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "turns" in r.stdout
