@@ -4,18 +4,24 @@
 Reads a corpus made by `python ../shared/tools/vad_corpus.py OUT` (OUT/dev/labels.json
 plus WAVs), replays every file through the exact pipeline the device runs, and prints:
 recall per noise type and SNR (an utterance counts when committed turns' upload spans
-cover 80 % of it), recall of dry and reverberant utterances, clipped onsets, split
-utterances, end-of-speech-to-commit latency, upload relative to true speech, and false
-turns per hour on the noise-only files. Writes the same as JSON.
+cover 80 % of it), recall of dry and reverberant utterances, clipped onsets (upload
+starting after the utterance's first labelled speech frame), split utterances,
+end-of-speech-to-commit latency (commit minus the utterance's end), upload relative to
+labelled speech, false turns per hour on the noise-only files, and the detector's cost.
+The shipped detector (`combined`) runs beside each of its stages alone (`webrtcvad`:
+the fast stage; `silero`: the second stage), same audio, same gate. Writes JSON.
 
-    python benchmarks/detection.py CORPUS_DIR [--set section.key=value]... [--json OUT]
+    python benchmarks/detection.py CORPUS_DIR [--modes combined,webrtcvad,silero]
+                                   [--set section.key=value]... [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,15 +37,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _replay_one(args: tuple[Config, str, dict[str, Any]]) -> dict[str, Any]:
     cfg, path, meta = args
+    t0 = time.process_time()
     res = replay_file(cfg, path)
+    cpu_s = time.process_time() - t0
     out: dict[str, Any] = {"file": meta["file"], "noise": meta["noise"], "snr_db": meta["snr_db"]}
     out["input_s"] = res.summary["input_ms"] / 1000
     out["uploaded_s"] = res.summary["uploaded_ms"] / 1000
     out["turns"] = len(res.turns)
+    out["cpu_us_per_frame"] = cpu_s * 1e6 / (out["input_s"] * 100)
     out["discards"] = res.summary["discards"]
     utts = meta.get("utterances", [])
     spans = [(u["start_s"] * 1000, u["end_s"] * 1000) for u in utts]
-    scores, false_turns = score(res.turns, spans)
+    # the true onset: the first labelled speech frame (the corpus pads utterances by 50 ms)
+    onsets = [
+        min([a for a, _ in meta["speech"] if a >= u["start_s"] - 1e-6] or [u["start_s"]]) * 1000 for u in utts
+    ]
+    scores, false_turns = score(res.turns, spans, onsets=onsets)
     out["false_turns"] = false_turns
     out["speech_s"] = sum(e - s for s, e in meta["speech"])
     out["utterances"] = [
@@ -86,7 +99,9 @@ def summarise(files: list[dict[str, Any]]) -> dict[str, Any]:
 
     by_snr = {snr: agg(lambda f, s=snr: f["snr_db"] == s) for snr in sorted({f["snr_db"] for f in speech})}
     false_per_hour = {f["noise"]: f["turns"] / (f["input_s"] / 3600) for f in noise}
+    frames = sum(f["input_s"] for f in files) * 100
     return {
+        "replay_cpu_us_per_frame": sum(f["cpu_us_per_frame"] * f["input_s"] * 100 for f in files) / frames,
         "recall_by_noise_snr": recall,
         "by_snr": by_snr,
         "snr_ge_10": agg(lambda f: f["snr_db"] >= 10),
@@ -102,6 +117,33 @@ def _share(us: list[dict[str, Any]]) -> float | None:
 
 def _fmt(v: float | None, scale: float = 100.0, spec: str = "5.1f") -> str:
     return format(v * scale, spec) if v is not None else "    –"
+
+
+def print_comparison(results: dict[str, dict[str, Any]]) -> None:
+    modes = list(results)
+    print("Side by side (same audio, same gate): " + " | ".join(modes))
+    rows = [
+        ("recall ≥ 5 dB %", lambda s: s["snr_ge_5"]["recall"], 100),
+        ("  dry ≥ 5 dB %", lambda s: s["snr_ge_5"]["recall_dry"], 100),
+        ("  reverberant ≥ 5 dB %", lambda s: s["snr_ge_5"]["recall_reverberant"], 100),
+        ("recall 0 dB %", lambda s: s["by_snr"][0]["recall"], 100),
+        ("  dry 0 dB %", lambda s: s["by_snr"][0]["recall_dry"], 100),
+        ("  reverberant 0 dB %", lambda s: s["by_snr"][0]["recall_reverberant"], 100),
+        ("clipped onsets %", lambda s: s["all"]["clipped_share"], 100),
+        ("split utterances %", lambda s: s["all"]["split_share"], 100),
+        ("median commit − end ms", lambda s: s["all"]["median_commit_delay_ms"], 1),
+        ("upload / speech ×", lambda s: s["all"]["upload_over_speech"], 1),
+    ]
+    noises = sorted(next(iter(results.values()))["false_turns_per_hour_noise_only"])
+    rows += [
+        (f"false turns/h {n}", lambda s, n=n: s["false_turns_per_hour_noise_only"][n], 1) for n in noises
+    ]
+    rows.append(("replay CPU µs/frame", lambda s: s["replay_cpu_us_per_frame"], 1))
+    print(f"{'':<26}" + "".join(f"{m:>12}" for m in modes))
+    for name, get, scale in rows:
+        vals = [get(results[m]) for m in modes]
+        spec = ".2f" if name.startswith("upload") else ".1f"
+        print(f"{name:<26}" + "".join(f"{_fmt(v, scale, spec):>12}" for v in vals))
 
 
 def print_tables(s: dict[str, Any]) -> None:
@@ -136,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--json", default=str(RESULTS / "detection.json"))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--modes", default="combined,webrtcvad,silero", help="detector.mode values to compare")
     args = ap.parse_args(argv)
     root = Path(args.corpus)
     if (root / "dev" / "labels.json").is_file():
@@ -145,14 +188,20 @@ def main(argv: list[str] | None = None) -> int:
         return 66
     cfg = load_config(args.config, args.overrides)
     meta = json.loads((root / "labels.json").read_text())
-    jobs = [(cfg, str(root / m["file"]), m) for m in meta["files"]]
-    with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-        files = list(ex.map(_replay_one, jobs))
-    summary = summarise(files)
-    print_tables(summary)
+    results: dict[str, Any] = {}
+    for mode in args.modes.split(","):
+        mcfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, mode=mode))
+        jobs = [(mcfg, str(root / m["file"]), m) for m in meta["files"]]
+        with ProcessPoolExecutor(max_workers=args.jobs) as ex:
+            files = list(ex.map(_replay_one, jobs))
+        results[mode] = {"summary": summarise(files), "files": files}
+        print(f"== detector.mode = {mode}")
+        print_tables(results[mode]["summary"])
+        print()
+    print_comparison({m: r["summary"] for m, r in results.items()})
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"overrides": args.overrides, "summary": summary, "files": files}, indent=1))
+    out.write_text(json.dumps({"overrides": args.overrides, "modes": results}, indent=1))
     print(f"\nwrote {out}")
     return 0
 

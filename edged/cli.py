@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from .config import EX_CONFIG, Config, ConfigError, load_config, to_dict
+from .config import EX_CONFIG, Config, ConfigError, load_config, render_documented, to_dict
 from .wavio import AudioFileError
 
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("file")
     show = csub.add_parser("show", parents=[common], help="print the effective config as YAML")
     show.add_argument("file", nargs="?")
+    show.add_argument("--documented", action="store_true", help="with every key's unit and allowed values")
     return ap
 
 
@@ -93,7 +94,10 @@ def _config_cmd(args: argparse.Namespace) -> int:
         print(f"{args.file}: ok")
         return 0
     cfg = _config(args, args.file)
-    sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if args.documented:
+        sys.stdout.write(render_documented(cfg))
+    else:
+        sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return 0
 
 

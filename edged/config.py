@@ -9,6 +9,7 @@ and what is allowed; the CLI turns it into exit code 78 (EX_CONFIG).
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,12 +39,25 @@ def _flag(default: bool, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Per-frame speech decision: webrtcvad and an energy gate over the tracked noise floor."""
+    """Per-frame speech decision in two stages.
 
+    The fast stage (webrtcvad and level over the tracked noise floor) reacts within
+    tens of ms and marks where speech began; the second stage (Silero VAD on
+    level-normalised audio) decides whether it is speech at all and how long it lasts.
+    """
+
+    mode: str = _choice(
+        "combined",
+        ("combined", "webrtcvad", "silero"),
+        "combined: fast stage anchors onsets, Silero decides; webrtcvad or silero: that stage alone",
+    )
     vad_mode: int = _num(3, 0, 3, "webrtcvad aggressiveness; 3 rejects the most non-speech")
     vad_frame_ms: int = _choice(30, (10, 20, 30), "webrtcvad analysis frame (ms)")
     energy_margin_db: float = _num(
-        6.0, 0.0, 40.0, "level a frame must exceed the noise floor by to count as speech (dB)"
+        6.0, 0.0, 40.0, "level over the noise floor at which the fast stage calls a frame speech (dB)"
+    )
+    onset_margin_db: float = _num(
+        3.0, 0.0, 40.0, "level over the noise floor at which the fast stage marks a possible onset (dB)"
     )
     min_level_dbfs: float = _num(-70.0, -120.0, 0.0, "frames quieter than this never count as speech (dBFS)")
     noise_floor_rise_db_per_s: float = _num(
@@ -52,6 +66,19 @@ class DetectorConfig:
     noise_floor_fall_db_per_s: float = _num(
         20.0, 0.1, 200.0, "how fast the floor follows a quieter room (dB/s)"
     )
+    start_probability: float = _num(
+        0.3, 0.01, 0.99, "Silero speech probability that starts a turn (higher: fewer false turns)"
+    )
+    hold_probability: float = _num(
+        0.15, 0.01, 0.99, "Silero speech probability that keeps a turn going (below: trailing silence)"
+    )
+    agc_target_dbfs: float = _num(
+        -5.0, -40.0, 0.0, "the second stage hears the room's loud parts at this level (dBFS)"
+    )
+    agc_release_db_per_s: float = _num(
+        1.0, 0.1, 60.0, "how fast that normalisation recovers after a loud sound (dB/s)"
+    )
+    agc_max_gain_db: float = _num(40.0, 0.0, 60.0, "most the second stage's input is amplified (dB)")
 
 
 @dataclass(frozen=True)
@@ -59,14 +86,18 @@ class GateConfig:
     """Turn boundaries: when a turn starts, what is uploaded, when it is committed."""
 
     pre_roll_ms: int = _num(
-        300, 0, 2000, "audio uploaded from before the first voiced frame, so soft onsets are not clipped (ms)"
+        300, 0, 2000, "audio uploaded from before the detected onset, so soft onsets are not clipped (ms)"
     )
-    start_window_ms: int = _num(150, 10, 1000, "window over which the voiced share is measured (ms)")
+    onset_lookback_ms: int = _num(
+        1000, 0, 3000, "how far back from a turn's start the onset of its speech is searched (ms)"
+    )
+    onset_gap_ms: int = _num(200, 0, 1000, "pauses in the fast stage's activity bridged by that search (ms)")
+    start_window_ms: int = _num(100, 10, 1000, "window over which trigger frames are counted (ms)")
     start_voiced_ratio: float = _num(
-        0.6, 0.05, 1.0, "share of voiced frames in the window that starts a turn"
+        0.3, 0.05, 1.0, "share of trigger frames in the window that starts a turn"
     )
-    end_silence_ms: int = _num(700, 100, 5000, "trailing non-speech that ends a turn (ms)")
-    post_roll_ms: int = _num(150, 0, 5000, "trailing non-speech still uploaded after the last speech (ms)")
+    end_silence_ms: int = _num(400, 100, 5000, "trailing non-speech that ends a turn (ms)")
+    post_roll_ms: int = _num(50, 0, 5000, "trailing non-speech still uploaded after the last speech (ms)")
     min_speech_ms: int = _num(
         200, 0, 5000, "turns with less speech than this are discarded, not committed (ms)"
     )
@@ -74,7 +105,7 @@ class GateConfig:
         30000, 1000, 600000, "a turn this long is committed even while speech goes on (ms)"
     )
     max_gap_upload_ms: int = _num(
-        500, 0, 5000, "longest pause inside a turn that is uploaded in full; longer pauses are shortened (ms)"
+        250, 0, 5000, "longest pause inside a turn that is uploaded in full; longer pauses are shortened (ms)"
     )
 
 
@@ -99,7 +130,12 @@ class Config:
 
     def check(self) -> None:
         """Rules that span keys; called after every field passed its own check."""
-        g = self.gate
+        d, g = self.detector, self.gate
+        if d.hold_probability > d.start_probability:
+            raise ConfigError(
+                f"detector.hold_probability = {d.hold_probability}: must not exceed "
+                f"detector.start_probability ({d.start_probability})"
+            )
         if g.post_roll_ms > g.end_silence_ms:
             raise ConfigError(
                 f"gate.post_roll_ms = {g.post_roll_ms}: must not exceed "
@@ -223,6 +259,33 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+HEADER = """\
+# edged configuration. Every key is shown with its default, its unit and what is allowed.
+# Apply changes with `systemctl reload edged`; check a file with `edged config check FILE`.
+# Any key can be overridden on the command line: --set section.key=value (repeatable).
+# This file is the output of `edged config show --documented`.
+"""
+
+
+def render_documented(cfg: Config) -> str:
+    """YAML of `cfg` with each section's and key's documentation as comments."""
+    lines = [HEADER]
+    values = to_dict(cfg)
+    for f in dataclasses.fields(Config):
+        section = _field_kind(Config, f)
+        lines.append(f"{f.name}:")
+        doc = " ".join((section.__doc__ or "").split())
+        lines += [f"  # {line}" for line in textwrap.wrap(doc, 96)]
+        for path, _default, allowed, kdoc in describe(section, f.name):
+            key = path.split(".")[-1]
+            value = yaml.safe_dump(values[f.name][key], default_flow_style=True).strip()
+            value = value.removesuffix("\n...").strip()
+            lines.append(f"  # {kdoc}. Allowed: {allowed}.")
+            lines.append(f"  {key}: {value}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str, str]]:
     """(key path, default, allowed, doc) for every leaf key: drives docs and their test."""
     out = []
@@ -246,5 +309,6 @@ __all__ = [
     "apply_override",
     "describe",
     "load_config",
+    "render_documented",
     "to_dict",
 ]

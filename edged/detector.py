@@ -1,9 +1,16 @@
-"""Per-frame speech decision: webrtcvad, gated by level over the tracked noise floor.
+"""Per-frame speech decision in two stages, on the 16 kHz, 10 ms frames of the sample clock.
 
-webrtcvad alone answers "does this look like speech" and says yes to much
-steady noise; the energy gate adds "and is it louder than the room", which is
-what a user tunes when the device triggers on the fridge. Both work on the
-16 kHz, 10 ms frames of the sample clock.
+Fast stage: webrtcvad, gated by level over the tracked noise floor. It reacts
+within tens of ms, so it marks where speech began, but it says "speech" to
+music, traffic and clatter.
+
+Second stage: Silero VAD, which tells speech from those, but reacts late and,
+on reverberant far-field speech, only when the audio is loud: measured on the
+development corpus, a sentence through a real room response scored 62 % of
+frames at -10 dBFS and 0 % at -40 dBFS, while dry speech scored the same at
+any level. So the second stage hears the room through its own automatic gain
+(a peak follower that brings the loud parts to `agc_target_dbfs`); the fast
+stage and the energy gate still see the true levels.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import webrtcvad
 
 from .config import DetectorConfig
 from .frames import FRAME_MS, RATE_HZ
+from .silero import SileroVad
 
 SILENT_DBFS = -120.0
 
@@ -35,7 +43,13 @@ class Decision:
     noise_floor_dbfs: float
     vad: bool  # webrtcvad's verdict on the latest complete analysis block
     loud: bool  # level over floor + margin and over the absolute minimum
-    speech: bool
+    probability: float  # the second stage's latest speech probability (0 when it does not run)
+    onset: bool  # speech may have begun here: anchors how far back a turn's upload reaches
+    trigger: bool  # strong enough evidence to start a turn
+    speech: bool  # evidence that keeps a turn going
+
+
+SILENT = Decision(-120.0, -120.0, False, False, 0.0, False, False, False)
 
 
 class NoiseFloor:
@@ -59,9 +73,30 @@ class NoiseFloor:
         return v
 
 
+class PeakGain:
+    """Gain that brings the room's recent loud parts to a target level: follows a louder
+    frame at once, recovers at a fixed rate, never attenuates."""
+
+    def __init__(self, target_dbfs: float, release_db_per_s: float, max_gain_db: float) -> None:
+        self.target = target_dbfs
+        self.release = release_db_per_s * FRAME_MS / 1000.0
+        self.max_gain = max_gain_db
+        self.peak_dbfs: float | None = None
+
+    def apply(self, frame: np.ndarray, level: float) -> np.ndarray:
+        p = self.peak_dbfs
+        self.peak_dbfs = p = level if p is None or level > p else max(level, p - self.release)
+        gain_db = min(max(self.target - p, 0.0), self.max_gain)
+        return np.clip(frame * np.float32(10 ** (gain_db / 20)), -1.0, 1.0)
+
+
 class SpeechDetector:
-    def __init__(self, cfg: DetectorConfig) -> None:
+    def __init__(self, cfg: DetectorConfig, second_stage: SileroVad | None = None) -> None:
         self.cfg = cfg
+        self._silero = None
+        if cfg.mode != "webrtcvad":
+            self._silero = second_stage or SileroVad()
+            self._agc = PeakGain(cfg.agc_target_dbfs, cfg.agc_release_db_per_s, cfg.agc_max_gain_db)
         self._vad = webrtcvad.Vad(cfg.vad_mode)
         self._block_frames = cfg.vad_frame_ms // FRAME_MS
         self._block = np.zeros(self._block_frames * RATE_HZ * FRAME_MS // 1000, dtype="<i2")
@@ -81,5 +116,18 @@ class SpeechDetector:
         level = level_dbfs(frame)
         floor = self._floor.update(level)
         cfg = self.cfg
-        loud = level >= floor + cfg.energy_margin_db and level >= cfg.min_level_dbfs
-        return Decision(level, floor, self._vad_state, loud, self._vad_state and loud)
+        audible = level >= cfg.min_level_dbfs
+        loud = audible and level >= floor + cfg.energy_margin_db
+        fast = self._vad_state and loud
+        if self._silero is None:
+            return Decision(level, floor, self._vad_state, loud, 0.0, fast, fast, fast)
+        self._silero.process(self._agc.apply(frame, level))
+        prob = self._silero.probability
+        trigger = prob >= cfg.start_probability
+        held = prob >= cfg.hold_probability
+        if cfg.mode == "silero":
+            return Decision(level, floor, self._vad_state, loud, prob, trigger, trigger, held)
+        # combined: Silero starts turns; the fast stage anchors where speech began and,
+        # once a turn runs, bridges the dips of Silero's probability on reverberant speech
+        onset = self._vad_state and audible and level >= floor + cfg.onset_margin_db
+        return Decision(level, floor, self._vad_state, loud, prob, onset, trigger, held or fast)

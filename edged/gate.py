@@ -2,14 +2,17 @@
 
 Hysteresis state machine, sans-I/O, on the sample clock:
 
-    idle ──(voiced share of the start window reached)──► speech
+    idle ──(enough trigger frames in the start window)──► speech
     speech ──(non-speech frame)──► trailing silence (still "speech" phase)
     trailing ──(end_silence_ms of non-speech)──► commit, or discard if too little speech
     speech ──(max_turn_ms)──► forced commit (a new turn follows if speech goes on)
 
 Money and the user pull in opposite directions here: every appended byte is
 billed, but a clipped first syllable or a turn cut in a pause loses the user.
-So the gate keeps a pre-roll ring (the onset is always uploaded), uploads only
+The second stage that triggers a turn reacts late, so at the start the gate
+looks back through its ring for where the fast stage first heard activity
+(bridging short gaps) and uploads from there, plus `pre_roll_ms`: the onset is
+always uploaded without a large fixed pre-roll. It uploads only
 `post_roll_ms` of a pause until speech resumes (a pause that ends the turn is
 never sent), and shortens long pauses inside a turn.
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from math import ceil
+from typing import Protocol
 
 import numpy as np
 
@@ -68,6 +73,29 @@ class Discard:
 Action = Start | Append | Commit | Discard
 
 
+class Evidence(Protocol):
+    """What the gate needs from a detector decision."""
+
+    @property
+    def onset(self) -> bool: ...  # speech may have begun here (fast stage)
+    @property
+    def trigger(self) -> bool: ...  # may start a turn
+    @property
+    def speech(self) -> bool: ...  # keeps a turn going
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    onset: bool
+    trigger: bool
+    speech: bool
+
+    @classmethod
+    def of(cls, speech: bool) -> Verdict:
+        """One detector whose every frame decision serves all three purposes."""
+        return cls(speech, speech, speech)
+
+
 class Phase(Enum):
     IDLE = "idle"
     SPEECH = "speech"
@@ -95,15 +123,20 @@ class TurnGate:
     def __init__(self, cfg: GateConfig) -> None:
         self.cfg = cfg
         self._win = _frames(cfg.start_window_ms)
-        self._need = max(1, int(np.ceil(cfg.start_voiced_ratio * self._win)))
+        # the share is a user-facing decimal: 0.3 of 10 frames is 3, not ceil(3.0000000000000004)
+        self._need = max(1, ceil(round(cfg.start_voiced_ratio * self._win, 9)))
         self._pre_roll = cfg.pre_roll_ms * RATE_HZ // 1000
+        self._lookback = _frames(cfg.onset_lookback_ms)
+        self._onset_gap = _frames(cfg.onset_gap_ms)
         self._post_frames = _frames(cfg.post_roll_ms)
         self._end_frames = _frames(cfg.end_silence_ms)
         self._gap_frames = _frames(cfg.max_gap_upload_ms)
         self._min_voiced = _frames(cfg.min_speech_ms)
         self._max_turn = cfg.max_turn_ms * RATE_HZ // 1000
-        # pre-roll must reach back from the first voiced frame of a full window
-        self._ring: deque[tuple[int, np.ndarray]] = deque(maxlen=self._win + _frames(cfg.pre_roll_ms))
+        # the onset search reaches back `onset_lookback_ms`, the pre-roll further still
+        self._ring: deque[tuple[int, np.ndarray, bool]] = deque(
+            maxlen=max(self._lookback, self._win) + _frames(cfg.pre_roll_ms)
+        )
         self._window: deque[tuple[int, bool]] = deque(maxlen=self._win)
         self._held: deque[tuple[int, np.ndarray]] = deque(maxlen=max(1, self._end_frames))
         self._silence = 0
@@ -116,11 +149,11 @@ class TurnGate:
     def in_turn(self) -> bool:
         return self._turn is not None
 
-    def push(self, frame: np.ndarray, start: int, speech: bool, playing: bool = False) -> list[Action]:
-        """Feed one 10 ms frame starting at sample `start` with the detector's verdict."""
+    def push(self, frame: np.ndarray, start: int, d: Evidence, playing: bool = False) -> list[Action]:
+        """Feed one 10 ms frame starting at sample `start` with the detector's evidence."""
         if self._turn is None:
-            return self._idle(frame, start, speech, playing)
-        return self._in_turn(frame, start, speech, playing)
+            return self._idle(frame, start, d, playing)
+        return self._in_turn(frame, start, d.speech, playing)
 
     def finish(self, at: int) -> list[Action]:
         """End of input: close an open turn as the daemon does on shutdown or device loss."""
@@ -128,15 +161,15 @@ class TurnGate:
             return []
         return self._end(at, "end_of_input")
 
-    # -- idle: wait for enough voiced frames in the start window ---------------------------------
-    def _idle(self, frame: np.ndarray, start: int, speech: bool, playing: bool) -> list[Action]:
-        self._ring.append((start, frame))
-        self._window.append((start, speech))
-        if not speech or sum(v for _, v in self._window) < self._need:
+    # -- idle: wait for enough trigger frames in the start window -------------------------------
+    def _idle(self, frame: np.ndarray, start: int, d: Evidence, playing: bool) -> list[Action]:
+        self._ring.append((start, frame, d.onset))
+        self._window.append((start, d.trigger))
+        if not d.trigger or sum(v for _, v in self._window) < self._need:
             return []
-        first_voiced = next(s for s, v in self._window if v)
+        first_voiced = min(next(s for s, v in self._window if v), self._onset())
         upload_from = first_voiced - self._pre_roll
-        frames = [(s, f) for s, f in self._ring if s >= upload_from]
+        frames = [(s, f) for s, f, _ in self._ring if s >= upload_from]
         self._turns += 1
         t = _Turn(
             number=self._turns,
@@ -155,6 +188,22 @@ class TurnGate:
         out: list[Action] = [Start(t.number, t.speech_start, t.upload_start, start, playing)]
         out.append(self._append(np.concatenate([f for _, f in frames]), frames[0][0]))
         return out
+
+    def _onset(self) -> int:
+        """First sample of the fast stage's activity run that reaches the present, within
+        the lookback, gaps up to `onset_gap_ms` bridged; the present frame if there is none."""
+        ring = self._ring
+        found = ring[-1][0]
+        gap = 0
+        for k in range(len(ring) - 1, max(-1, len(ring) - 1 - self._lookback), -1):
+            s, _, onset = ring[k]
+            if onset:
+                found, gap = s, 0
+            else:
+                gap += 1
+                if gap > self._onset_gap:
+                    break
+        return found
 
     # -- in a turn --------------------------------------------------------------------------------
     def _in_turn(self, frame: np.ndarray, start: int, speech: bool, playing: bool) -> list[Action]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .aec import PassThrough
 from .config import Config
-from .detector import Decision, SpeechDetector, level_dbfs
+from .detector import SILENT, Decision, SpeechDetector, level_dbfs
 from .frames import FRAME_SAMPLES, RATE_HZ, Framer
 from .gate import Action, Append, Commit, Phase, Start, TurnGate
 from .resample import StreamingResampler
@@ -101,8 +101,7 @@ class Pipeline:
         actions = self.gate.finish(self.position)
         if not actions:
             return []
-        d = Decision(-120.0, -120.0, False, False, False)
-        res = FrameResult(self.position, d, False, self.gate.phase, actions)
+        res = FrameResult(self.position, SILENT, False, self.gate.phase, actions)
         self._encode(res)
         return [res]
 
@@ -120,7 +119,7 @@ class Pipeline:
             tm.mark("detector")
         start = self.position
         self.position += len(mic)
-        actions = self.gate.push(clean, start, d.speech, playing)
+        actions = self.gate.push(clean, start, d, playing)
         res = FrameResult(start, d, playing, self.gate.phase, actions)
         if tm:
             tm.mark("gate")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from edged.cli import main
-from edged.config import EX_CONFIG, Config, ConfigError, describe, load_config, to_dict
+from edged.config import EX_CONFIG, Config, ConfigError, describe, load_config, render_documented, to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_YAML = ROOT / "configs" / "default.yaml"
@@ -32,6 +32,10 @@ def error_of(tmp_path: Path, text: str, overrides: tuple[str, ...] = ()) -> str:
 def test_shipped_default_yaml_equals_built_in_defaults() -> None:
     assert load_config(DEFAULT_YAML) == Config()
     assert load_config(None) == Config()
+
+
+def test_default_yaml_is_the_documented_rendering_of_the_defaults() -> None:
+    assert DEFAULT_YAML.read_text() == render_documented(Config())
 
 
 def test_default_yaml_documents_every_key_with_allowed_values() -> None:

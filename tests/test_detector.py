@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edged.config import DetectorConfig
-from edged.detector import NoiseFloor, SpeechDetector, level_dbfs
+from edged.detector import NoiseFloor, PeakGain, SpeechDetector, level_dbfs
 from edged.frames import FRAME_SAMPLES, RATE_HZ
+from edged.silero import SileroVad
 
 
 def decide(x: np.ndarray):
@@ -43,7 +45,7 @@ def test_energy_gate_blocks_what_webrtcvad_passes(demo_audio, demo_labels) -> No
     d = decide(x)
     noise = ~label_mask(demo_labels, len(d))
     vad_only = np.array([f.vad for f in d])[noise].mean()
-    gated = np.array([f.speech for f in d])[noise].mean()
+    gated = np.array([f.vad and f.loud for f in d])[noise].mean()
     assert gated < vad_only / 2
 
 
@@ -69,3 +71,64 @@ def test_noise_floor_follows_room_down_fast_and_up_slowly() -> None:
 def test_level_dbfs_of_full_scale_sine() -> None:
     t = np.arange(FRAME_SAMPLES * 10) / RATE_HZ
     assert abs(level_dbfs(np.sin(2 * np.pi * 500 * t)) - (-3.01)) < 0.05
+
+
+def test_silero_sees_the_same_chunks_whatever_the_frame_size(demo_audio) -> None:
+    """10 ms frames are re-cut into the model's 512-sample chunks with its 64-sample context."""
+    x, _ = demo_audio
+    x = x[: 16000 * 3]
+    a, b = SileroVad(), SileroVad()
+    probs_a = []
+    for i in range(0, len(x) - 159, 160):
+        if a.process(x[i : i + 160]):
+            probs_a.append(a.probability)
+    probs_b = []
+    for i in range(0, len(x) - 299, 300):
+        if b.process(x[i : i + 300]):
+            probs_b.append(b.probability)
+    n = min(len(probs_a), len(probs_b))
+    assert n >= 80
+    np.testing.assert_allclose(probs_a[:n], probs_b[:n], atol=1e-5)
+    assert a.inferences == len(probs_a) == (len(x) // 160 * 160) // 512
+
+
+def test_silero_says_speech_on_speech_and_not_on_music(demo_audio, demo_labels) -> None:
+    x, _ = demo_audio
+    v = SileroVad()
+    probs = []
+    for i in range(0, len(x) - 159, 160):
+        v.process(x[i : i + 160])
+        probs.append(v.probability)
+    truth = label_mask(demo_labels, len(probs))
+    p = np.array(probs)
+    assert np.median(p[truth]) > 0.5
+    assert np.mean(p[~truth] > 0.3) < 0.05
+
+
+def test_peak_gain_brings_loud_parts_to_target_and_recovers_slowly() -> None:
+    g = PeakGain(target_dbfs=-5.0, release_db_per_s=1.0, max_gain_db=40.0)
+    quiet = np.full(FRAME_SAMPLES, 10 ** (-45 / 20), dtype=np.float32)
+    out = g.apply(quiet, level_dbfs(quiet))
+    assert abs(level_dbfs(out) - (-5.0)) < 0.1
+    loud = np.full(FRAME_SAMPLES, 10 ** (-15 / 20), dtype=np.float32)
+    g.apply(loud, level_dbfs(loud))  # the follower jumps to -15 dBFS at once
+    for _ in range(100):  # one second later it has released by 1 dB
+        out = g.apply(quiet, level_dbfs(quiet))
+    assert abs(level_dbfs(out) - (-45 + 10 + 1)) < 0.2
+    silent = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+    g2 = PeakGain(-5.0, 1.0, 40.0)
+    assert not g2.apply(silent, level_dbfs(silent)).any()  # gain is capped: silence stays silence
+
+
+@pytest.mark.parametrize("mode", ["combined", "webrtcvad", "silero"])
+def test_modes_decide_from_their_stages(demo_audio, mode: str) -> None:
+    x, _ = demo_audio
+    det = SpeechDetector(DetectorConfig(mode=mode))
+    ds = [det.process(x[i : i + FRAME_SAMPLES]) for i in range(0, 16000 * 8, FRAME_SAMPLES)]
+    if mode == "webrtcvad":
+        assert all(d.probability == 0.0 for d in ds)
+        assert all(d.trigger == d.speech == (d.vad and d.loud) for d in ds)
+    else:
+        assert any(d.probability > 0.9 for d in ds)
+        assert all(d.trigger == (d.probability >= 0.3) for d in ds)
+    assert any(d.trigger for d in ds)

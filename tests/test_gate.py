@@ -10,10 +10,12 @@ import numpy as np
 
 from edged.config import GateConfig
 from edged.frames import FRAME_SAMPLES as N
-from edged.gate import Append, Commit, Discard, Start, TurnGate
+from edged.gate import Append, Commit, Discard, Start, TurnGate, Verdict
 
 CFG = GateConfig(
     pre_roll_ms=300,
+    onset_lookback_ms=1000,
+    onset_gap_ms=200,
     start_window_ms=150,
     start_voiced_ratio=0.6,
     end_silence_ms=700,
@@ -29,7 +31,7 @@ def run(decisions: list[bool], cfg: GateConfig = CFG, playing: list[bool] | None
     actions = []
     for i, speech in enumerate(decisions):
         frame = np.full(N, float(i), dtype=np.float32)
-        for a in gate.push(frame, i * N, speech, bool(playing and playing[i])):
+        for a in gate.push(frame, i * N, Verdict.of(speech), bool(playing and playing[i])):
             actions.append((i, a))
     if finish:
         actions += [(len(decisions), a) for a in gate.finish(len(decisions) * N)]
@@ -150,3 +152,51 @@ def test_sparse_voicing_below_ratio_does_not_start() -> None:
     # every other frame voiced: 8 of 15 in any window, under the 9 needed
     gate, actions = run([i % 2 == 0 for i in range(300)] + [False] * 100)
     assert actions == [] and gate.discards == 0
+
+
+def run_verdicts(verdicts: list[Verdict], cfg: GateConfig = CFG):
+    gate = TurnGate(cfg)
+    out = []
+    for i, v in enumerate(verdicts):
+        out += [(i, a) for a in gate.push(np.full(N, float(i), dtype=np.float32), i * N, v)]
+    return out
+
+
+def test_late_trigger_uploads_from_the_fast_stage_onset() -> None:
+    """The second stage confirms speech late; the upload reaches back to where the fast
+    stage first heard it (short gaps bridged) plus the pre-roll."""
+    quiet, fast_only, both = (
+        Verdict(False, False, False),
+        Verdict(True, False, True),
+        Verdict(True, True, True),
+    )
+    gap = Verdict(False, False, True)
+    v = [quiet] * 200 + [fast_only] * 20 + [gap] * 10 + [fast_only] * 20 + [both] * 60 + [quiet] * 100
+    (_, start), *_ = of(run_verdicts(v), Start)
+    assert start.at == (250 + 8) * N  # the 9th trigger frame fills 60 % of the 150 ms window
+    assert start.speech_start == 200 * N  # the fast stage's run began at frame 200
+    assert start.upload_start == (200 - 30) * N
+
+
+def test_onset_search_stops_at_long_gaps_and_lookback() -> None:
+    quiet, fast_only, both = (
+        Verdict(False, False, False),
+        Verdict(True, False, True),
+        Verdict(True, True, True),
+    )
+    # activity 300 ms before the trigger run, separated by a 300 ms gap (> 200 ms bridged)
+    v = [quiet] * 200 + [fast_only] * 10 + [quiet] * 30 + [both] * 60 + [quiet] * 100
+    (_, start), *_ = of(run_verdicts(v), Start)
+    assert start.speech_start == 240 * N
+    # a run longer than the 1 s lookback: the onset is found at most 1 s back
+    v = [quiet] * 50 + [fast_only] * 300 + [both] * 60 + [quiet] * 100
+    (_, start), *_ = of(run_verdicts(v), Start)
+    assert start.speech_start == (358 - 100 + 1) * N
+
+
+def test_start_share_is_counted_exactly() -> None:
+    """30 % of a 100 ms window is 3 frames (floating point would make it 4)."""
+    cfg = GateConfig(**{**CFG.__dict__, "start_window_ms": 100, "start_voiced_ratio": 0.3})
+    _, actions = run(seq((False, 50), (True, 3), (False, 7), (True, 30), (False, 100)), cfg)
+    (i, s), *_ = of(actions, Start)
+    assert i == 52 and s.speech_start == 50 * N

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Rebuild the noise excerpts in tests/data/ (see tests/data/README.md for sources and licences).
+
+    python scripts/make_test_audio.py VAD_DATA_DIR   # the folder holding noise/ (street recording)
+Also reads Debian's asterisk-moh-opsound-wav (hold music). Needs numpy and soundfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+import soundfile as sf
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "data")
+SECONDS = 20
+LEVEL_DBFS = -35.0  # RMS of each excerpt: a room heard by a far-field microphone
+
+
+def excerpt(path: str, start_s: float) -> tuple[np.ndarray, int]:
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)[int(start_s * sr) : int((start_s + SECONDS) * sr)]
+    x *= 10 ** (LEVEL_DBFS / 20) / np.sqrt(np.mean(x**2))
+    return x, sr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("vad_data")
+    args = ap.parse_args()
+    for name, path, start in [
+        ("street_20s.wav", os.path.join(args.vad_data, "noise/berlin_street_cars.flac"), 20.0),
+        ("music_8k_20s.wav", "/usr/share/asterisk/moh/macroform-cold_day.wav", 30.0),
+    ]:
+        x, sr = excerpt(path, start)
+        sf.write(os.path.join(OUT, name), x, sr, subtype="PCM_16")
+        print(name, sr, len(x) / sr)
+
+
+if __name__ == "__main__":
+    main()
