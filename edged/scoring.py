@@ -4,8 +4,9 @@ One definition shared by the demo, the tests and the benchmarks, so the
 numbers a user sees and the numbers an issue is closed on are the same.
 An utterance is *detected* when the upload spans of committed turns cover at
 least `cover` of it; *clipped* when its covering turn starts uploading after
-its true onset (its first labelled speech frame, when given, else its start); *split* when more than one turn overlaps it. A *false turn*
-is a committed turn that overlaps no utterance.
+its true onset (its first labelled speech frame, when given, else its start);
+*split* when more than one turn overlaps it. A *false turn* is a committed turn
+that overlaps no utterance.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def test_without_gain_normalisation_quiet_reverberant_speech_is_lost(demo_audio,
     without it misses reverberant sentences that the shipped detector finds."""
     x, rate = demo_audio
     quiet = (x * 10 ** (-20 / 20)).astype(np.float32)
-    utts, onsets = _labels(demo_labels)
+    utts, _ = _labels(demo_labels)
     base = with_mode("silero")
     no_agc = dataclasses.replace(base, detector=dataclasses.replace(base.detector, agc_max_gain_db=0.0))
     found_without = sum(s.detected for s in score(replay_signal(no_agc, quiet, rate).turns, utts)[0])
