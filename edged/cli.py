@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", parents=[common], help="replay the bundled kitchen recording and score it")
 
+    cal = sub.add_parser(
+        "calibrate", parents=[common], help="measure the room's noise and suggest detector thresholds (YAML)"
+    )
+    cal.add_argument("--seconds", type=float, default=None, help="how long to listen (default 20 s)")
+    cal.add_argument("--input", metavar="WAV", help="a recording of the room instead of the microphone")
+
     c = sub.add_parser("config", help="validate or print configuration")
     csub = c.add_subparsers(dest="config_command", required=True)
     chk = csub.add_parser("check", parents=[common], help="validate a config file")
@@ -88,6 +94,14 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(_config(args))
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import run_calibrate
+
+    seconds = args.seconds if args.seconds is not None else (0.0 if args.input else 20.0)
+    sys.stdout.write(run_calibrate(_config(args), seconds, args.input))
+    return 0
+
+
 def _config_cmd(args: argparse.Namespace) -> int:
     if args.config_command == "check":
         _config(args, args.file)
@@ -103,7 +117,7 @@ def _config_cmd(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"replay": _replay, "demo": _demo, "config": _config_cmd}
+    handlers = {"replay": _replay, "demo": _demo, "calibrate": _calibrate, "config": _config_cmd}
     try:
         return handlers[args.command](args)
     except ConfigError as e:
