@@ -111,9 +111,28 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class AecConfig:
-    """Echo canceller slot (a pass-through until the canceller lands) and far-end activity."""
+    """Echo canceller: removes what the speaker played from the microphone signal, so the
+    device never answers itself and the user can still interrupt it."""
 
     enabled: bool = _flag(True, "run the echo canceller on the microphone signal")
+    half_duplex: bool = _flag(
+        False, "mute the microphone while the speaker plays: for hardware whose echo cannot be cancelled"
+    )
+    tail_ms: int = _num(128, 20, 500, "echo path length the linear filter covers, after the delay (ms)")
+    max_delay_ms: int = _num(
+        300, 0, 1000, "largest lead of the speaker signal over the microphone that is tracked (ms)"
+    )
+    step: float = _num(0.5, 0.01, 1.0, "adaptation step of the echo filter (higher: faster, noisier)")
+    suppression_db: float = _num(45.0, 0.0, 80.0, "most the residual echo suppressor attenuates (dB)")
+    oversubtraction: float = _num(
+        2.0, 0.5, 10.0, "how much margin the suppressor keeps over the residual echo it expects"
+    )
+    echo_decay_ms: int = _num(
+        60, 5, 1000, "how long the suppressor expects echo to linger after the estimate falls (ms)"
+    )
+    barge_in_margin_db: float = _num(
+        8.0, 0.0, 40.0, "during playback, how far above the expected echo a frame must be to be the user (dB)"
+    )
     far_end_active_dbfs: float = _num(
         -50.0,
         -120.0,
