@@ -246,3 +246,16 @@ class EchoCanceller:
         self.near_ratio_db = float(10 * np.log10((pe[sb].sum() + EPS) / (resid[sb].sum() + EPS)))
         self.echo_dbfs = float(10 * np.log10(resid.sum() / (n * n) + 1e-12))
         return frame
+
+
+class PassThrough:
+    """The slot's contract with nothing cancelled: used when the canceller is disabled."""
+
+    near_ratio_db = 0.0
+
+    def __init__(self, rate_hz: int = 16000, frame_samples: int = 160) -> None:
+        self.rate_hz = rate_hz
+        self.frame_samples = frame_samples
+
+    def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        return mic
