@@ -1,18 +1,19 @@
 """Echo canceller: the device must not hear itself, and must still hear the user.
 
-Three stages, all per 10 ms frame on the 16 kHz clock, numpy only:
+Three stages, per 10 ms frame on the 16 kHz clock, numpy only:
 
 1. Delay tracking. The speaker reference may lead the microphone by 0-300 ms
    and jump after an xrun. Binary band-energy spectra of microphone and
    reference are matched over all lags; the best lag (with hysteresis) sets
    how far the reference is delayed before the filter sees it.
 2. Linear echo filter: a partitioned-block frequency-domain adaptive filter
-   (overlap-save, 2N-point FFT, partitions of one frame). Two paths: a
-   background filter adapts fast all the time; the foreground filter, whose
-   output is used, copies it only when it cancels better. Double talk thus
-   never corrupts the output filter (the background is reset from it when it
-   diverges), and after an echo-path change the background re-learns within
-   a few frames and is copied at once.
+   (overlap-save, 2N-point FFT, partitions of one frame), normalised by the
+   reference power over the whole span the filter sees. Two paths: a
+   background filter adapts all the time; the foreground filter, whose output
+   is used, copies it only when it cancels better. Double talk thus never
+   corrupts the output filter (the background is reset from it when it
+   diverges), and after an echo-path change the background re-learns and is
+   copied as soon as it is better.
 3. Residual echo suppression for what a linear filter cannot remove (the
    loudspeaker's distortion, the tail beyond the filter): per-bin gains from
    the filter's echo estimate times a learned leakage, with a decay like a
@@ -21,19 +22,28 @@ Three stages, all per 10 ms frame on the 16 kHz clock, numpy only:
 `near_ratio_db` tells the speech gate how far the output stands above the
 echo the canceller expects to have left: during playback only frames well
 above it can be the user.
+
+Cost: FFTs of this size cost mostly call overhead here, so spectra that are
+needed together are computed in one batched call, two filter partitions are
+constrained every other frame, and while the speaker has been silent for
+longer than the filter's span the filter is skipped entirely.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import fastfft
 from .config import AecConfig
 
-EPS = 1e-10
-CONSTRAIN_ALL = True
+EPS = np.float32(1e-10)
 REF_ACTIVE_POWER = 10 ** (-60 / 10)  # per sample: below -60 dBFS the speaker is silent, nothing to learn
-REG_FRACTION = 0.01
-ONLY_BACKGROUND = False
+REG_FRACTION = 0.1  # step regularisation, relative to the mean reference power per bin
+COPY_RATIO = 0.7  # background error below this share of the foreground's: copy it
+RESET_RATIO = 4.0  # background error above this multiple (and above the mic's): reset it
+ERR_SMOOTHING = 0.15
+LEAK_FALL = np.float32(0.05)
+LEAK_RISE = np.float32(0.05)
 
 
 class DelayTracker:
@@ -41,12 +51,11 @@ class DelayTracker:
 
     BANDS = 24
 
-    def __init__(self, max_frames: int, frame_samples: int) -> None:
+    def __init__(self, max_frames: int, n_bins: int) -> None:
         self.max_frames = max_frames
-        n_bins = frame_samples + 1
-        edges = np.linspace(4, n_bins - 1, self.BANDS + 1).astype(int)  # 400 Hz .. 8 kHz
-        self._edges = edges
-        self._ref_hist = np.zeros((max_frames + 1, self.BANDS), dtype=bool)
+        self._edges = np.linspace(8, n_bins - 1, self.BANDS + 1).astype(int)[:-1]  # 400 Hz up
+        self._hist = np.zeros((2 * (max_frames + 1), self.BANDS), dtype=bool)  # mirrored ring
+        self._head = 0
         self._mic_med = np.zeros(self.BANDS)
         self._ref_med = np.zeros(self.BANDS)
         self._cost = np.full(max_frames + 1, 0.5)
@@ -54,22 +63,24 @@ class DelayTracker:
         self.lag = 0
 
     def _binary(self, power: np.ndarray, median: np.ndarray) -> np.ndarray:
-        band = np.add.reduceat(power, self._edges[:-1])
-        logb = np.log10(band + EPS)
+        logb = np.log10(np.add.reduceat(power, self._edges) + EPS)
         median += np.where(logb > median, 0.02, -0.02)  # running median of each band
         return logb > median
 
     def update(self, mic_power: np.ndarray, ref_power: np.ndarray, ref_active: bool) -> int:
         mic_b = self._binary(mic_power, self._mic_med)
-        ref_b = self._binary(ref_power, self._ref_med)
-        self._ref_hist = np.roll(self._ref_hist, 1, axis=0)
-        self._ref_hist[0] = ref_b
+        size = self.max_frames + 1
+        self._head = (self._head - 1) % size
+        b = self._binary(ref_power, self._ref_med)
+        self._hist[self._head] = b
+        self._hist[self._head + size] = b
         if not ref_active:
             return self.lag
         self._active += 1
-        dist = np.mean(self._ref_hist != mic_b[None, :], axis=1)
+        dist = np.mean(self._hist[self._head : self._head + size] != mic_b, axis=1)
         self._cost += 0.03 * (dist - self._cost)
-        best = int(np.argmin(self._cost))
+        # reverberation smears the match towards later lags: take the earliest near-best one
+        best = int(np.argmax(self._cost <= self._cost.min() + 0.01))
         # switch only for a clear, settled improvement: a wrong jump costs re-convergence
         if self._active > 50 and best != self.lag and self._cost[best] < self._cost[self.lag] - 0.05:
             self.lag = best
@@ -77,174 +88,158 @@ class DelayTracker:
 
 
 class EchoCanceller:
-    """`process(mic, ref)`: mic and ref are one frame each (int16 scale or ±1 floats are both
-    accepted; the output has the scale of the input)."""
+    """`process(mic, ref)`: one frame of each (int16 or float; the output keeps the input's
+    scale). `ref` is what the speaker played when `mic` was captured."""
 
-    def __init__(
-        self,
-        rate_hz: int = 16000,
-        frame_samples: int = 160,
-        cfg: AecConfig | None = None,
-    ) -> None:
+    def __init__(self, rate_hz: int = 16000, frame_samples: int = 160, cfg: AecConfig | None = None) -> None:
         cfg = cfg or AecConfig()
         self.cfg = cfg
         self.n = n = frame_samples
-        self.rate = rate_hz
-        self.k = n + 1
-        self.parts = max(1, round(cfg.tail_ms * rate_hz / 1000 / n))
-        self._delay = DelayTracker(cfg.max_delay_ms * rate_hz // 1000 // n, n) if cfg.max_delay_ms else None
-        hist = (self._delay.max_frames if self._delay else 0) + 2
-        self._ref_frames = np.zeros((hist, n))  # recent reference frames, newest first
-        self._x_prev = np.zeros(n)
-        self._X = np.zeros((self.parts, self.k), dtype=np.complex128)  # newest partition first
-        self._Wf = np.zeros_like(self._X)  # foreground
-        self._Wb = np.zeros_like(self._X)  # background
-        self._pow = np.zeros(self.k)  # reference power per bin summed over the partitions
-        self._ef = 0.0  # smoothed error energies of the two paths
-        self._eb = 0.0
-        self._d_energy = 0.0
-        self._constrain_next = 0
-        # suppressor: sqrt-Hann analysis/synthesis with 50 % overlap (one frame of latency)
-        self._win = np.sqrt(np.hanning(2 * n + 1)[:-1])
-        self._e_prev = np.zeros(n)
-        self._y_prev = np.zeros(n)
-        self._ola = np.zeros(n)
-        self._echo_psd = np.zeros(self.k)
-        self._leak = np.ones(self.k)
-        self._gain = np.ones(self.k)
-        self._gmin = 10 ** (-cfg.suppression_db / 20)
-        self._decay = np.exp(-n / rate_hz / max(cfg.echo_decay_ms / 1000, 1e-3))
-        lo, hi = int(300 * 2 * n / rate_hz), int(3400 * 2 * n / rate_hz)
-        self._speech_bins = slice(lo, hi + 1)
+        self.k = k = n + 1
+        self.parts = p = max(1, round(cfg.tail_ms * rate_hz / 1000 / n))
+        f32, c64 = np.float32, np.complex64
+        max_lag = cfg.max_delay_ms * rate_hz // 1000 // n
+        self._tracker = DelayTracker(max_lag, k) if max_lag else None
+        self._refs = np.zeros((2 * (max_lag + 2), n), dtype=f32)  # mirrored ring of reference frames
+        self._ref_head = 0
+        self._X = np.zeros((2 * p, k), dtype=c64)  # mirrored ring: X[h:h+p] is newest-first
+        self._x_head = 0
+        self._W = np.zeros((2, p, k), dtype=c64)  # [background, foreground]
+        self._pow = np.zeros(k, dtype=np.float64)  # reference power per bin over the p partitions
+        self._x_prev = np.zeros(n, dtype=f32)
+        self._zeros = np.zeros(n, dtype=f32)
+        self._err = np.zeros(2)  # smoothed error energy of background, foreground
+        self._mic_energy = 0.0
+        self._constrain = 0
+        self._quiet_frames = p  # frames since the speaker last played: start idle
+        self._win = np.sqrt(np.hanning(2 * n + 1)[:-1]).astype(f32)  # sqrt-Hann, 50 % overlap
+        self._prev = np.zeros((4, n), dtype=f32)  # previous halves of error, estimate, mic, reference
+        self._ola = np.zeros(n, dtype=f32)
+        self._spec_prev: np.ndarray | None = None
+        self._echo_psd = np.zeros(k, dtype=f32)
+        self._leak = np.ones(k, dtype=f32)
+        self._gain = np.ones(k, dtype=f32)
+        self._gmin = np.float32(10 ** (-cfg.suppression_db / 20))
+        self._decay = np.float32(np.exp(-n / rate_hz / (cfg.echo_decay_ms / 1000)))
+        self._speech = slice(int(300 * 2 * n / rate_hz), int(3400 * 2 * n / rate_hz) + 1)
         self.near_ratio_db = 0.0
-        self.echo_dbfs = -120.0
         self.delay_frames = 0
-
-    # -- reference alignment ------------------------------------------------------------------
-    def _aligned_ref(self, ref: np.ndarray, mic_power: np.ndarray) -> np.ndarray:
-        self._ref_frames = np.roll(self._ref_frames, 1, axis=0)
-        self._ref_frames[0] = ref
-        if self._delay is None:
-            return ref
-        ref_power = np.abs(np.fft.rfft(ref, 2 * self.n)) ** 2
-        active = float(np.dot(ref, ref)) > self.n * 1e-7
-        lag = self._delay.update(mic_power, ref_power, active)
-        # keep one frame of margin: the filter itself covers the last few ms of the path
-        shift = max(0, lag - 1)
-        if shift != self.delay_frames:
-            self._shift_filters(shift - self.delay_frames)
-            self.delay_frames = shift
-        return self._ref_frames[shift]
-
-    def _shift_filters(self, frames: int) -> None:
-        """The reference moved by whole partitions: move the learnt response with it."""
-        for w in (self._Wf, self._Wb):
-            if frames > 0:  # more delay applied outside: the response starts earlier in the filter
-                w[:-frames] = w[frames:].copy() if frames < self.parts else 0
-                w[-frames:] = 0
-            else:
-                f = -frames
-                w[f:] = w[:-f].copy() if f < self.parts else 0
-                w[:f] = 0
-        self._X[:] = 0
-        self._pow[:] = 0
 
     # -- the frame ------------------------------------------------------------------------------
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         scale = 32768.0 if np.asarray(mic).dtype.kind in "iu" else 1.0
-        d = np.asarray(mic, dtype=np.float64) / scale
-        x_new = np.asarray(ref, dtype=np.float64) / scale
+        d = np.asarray(mic, dtype=np.float32) * np.float32(1 / scale)
+        r = np.asarray(ref, dtype=np.float32) * np.float32(1 / scale)
         n = self.n
+        ref_active = float(np.dot(r, r)) > n * REF_ACTIVE_POWER
         if self.cfg.half_duplex:
-            playing = float(np.dot(x_new, x_new)) > n * 10 ** (self.cfg.far_end_active_dbfs / 10)
-            self.near_ratio_db = -120.0 if playing else 0.0
-            return (np.zeros(n) if playing else d) * scale
-
-        d_spec = np.fft.rfft(d, 2 * n)
-        x = self._aligned_ref(x_new, np.abs(d_spec) ** 2)
-
-        Xcur = np.fft.rfft(np.concatenate((self._x_prev, x)))
-        self._x_prev = x
-        pcur = Xcur.real**2 + Xcur.imag**2
-        old = self._X[-1]
-        self._pow += pcur - (old.real**2 + old.imag**2)  # reference power over all partitions
-        self._X = np.roll(self._X, 1, axis=0)
-        self._X[0] = Xcur
-
-        yb = np.fft.irfft(np.einsum("pk,pk->k", self._Wb, self._X))[n:]
-        yf = np.fft.irfft(np.einsum("pk,pk->k", self._Wf, self._X))[n:]
-        eb = d - yb
-        ef = d - yf
-
-        # background: NLMS per bin, constrained one partition per frame (round robin)
-        Eb = np.fft.rfft(np.concatenate((np.zeros(n), eb)))
-        ref_active = float(np.dot(x, x)) > n * REF_ACTIVE_POWER
-        # regularised by the average reference power: a quiet bin must not blow up the step
-        # normalised by the reference power over the whole span the filter sees (not the newest
-        # block alone: just after a loud stretch the newest block is quiet, older ones are not)
-        pw = np.maximum(self._pow, 0.0)
-        mu = self.cfg.step / (pw + REG_FRACTION * float(pw.mean()) + 1e-9)
-        grad = (mu * Eb)[None, :] * np.conj(self._X)
-        if not ref_active:
-            pass
-        elif CONSTRAIN_ALL:
-            g = np.fft.irfft(grad, axis=1)
-            g[:, n:] = 0
-            self._Wb += np.fft.rfft(g, axis=1)
+            self.near_ratio_db = -120.0 if ref_active else 0.0
+            return np.zeros(n) if ref_active else d * scale
+        self._quiet_frames = 0 if ref_active else self._quiet_frames + 1
+        x = self._aligned(r, ref_active)
+        if self._quiet_frames > self.parts:
+            # the speaker has been silent longer than the echo lasts: nothing to cancel
+            e, y = d, np.zeros(n, dtype=np.float32)
         else:
-            self._Wb += grad
-            p = self._constrain_next
-            w = np.fft.irfft(self._Wb[p])
-            w[n:] = 0
-            self._Wb[p] = np.fft.rfft(w)
-            self._constrain_next = (p + 1) % self.parts
+            e, y = self._cancel(d, x, ref_active)
+        return self._suppress(e, y, d, r) * scale
 
-        # two paths: copy the background when it is clearly better, reset it when it diverged
-        a = 0.15
-        self._eb += a * (float(np.dot(eb, eb)) - self._eb)
-        self._ef += a * (float(np.dot(ef, ef)) - self._ef)
-        self._d_energy += a * (float(np.dot(d, d)) - self._d_energy)
-        if ONLY_BACKGROUND:
-            return self._suppress(eb, yb) * scale
-        if self._eb < 0.7 * self._ef:
-            self._Wf[:] = self._Wb
-            self._ef = self._eb
-            ef = eb
-            yf = yb
-        elif self._eb > 4.0 * self._ef and self._eb > self._d_energy:
-            self._Wb[:] = self._Wf
-            self._eb = self._ef
+    def _aligned(self, r: np.ndarray, ref_active: bool) -> np.ndarray:
+        size = len(self._refs) // 2
+        self._ref_head = h = (self._ref_head - 1) % size
+        self._refs[h] = r
+        self._refs[h + size] = r
+        if self._tracker is None or self._spec_prev is None:
+            return r
+        mic_p = np.abs(self._spec_prev[2]) ** 2
+        ref_p = np.abs(self._spec_prev[3]) ** 2
+        lag = self._tracker.update(mic_p, ref_p, ref_active)
+        shift = max(0, lag - 1)  # one frame of margin: the filter covers the last ms of the path
+        if shift != self.delay_frames:
+            self._shift_filters(shift - self.delay_frames)
+            self.delay_frames = shift
+        return self._refs[h + min(shift, size - 1)]
 
-        return self._suppress(ef, yf) * scale
+    def _shift_filters(self, frames: int) -> None:
+        """The reference moved by whole partitions: move the learnt response with it."""
+        for w in self._W:
+            shifted = np.zeros_like(w)
+            if 0 < frames < self.parts:
+                shifted[:-frames] = w[frames:]
+            elif 0 < -frames < self.parts:
+                shifted[-frames:] = w[:frames]
+            w[:] = shifted
+        self._X[:] = 0
+        self._pow[:] = 0
+
+    # -- linear filter ------------------------------------------------------------------------------
+    def _cancel(self, d: np.ndarray, x: np.ndarray, ref_active: bool) -> tuple[np.ndarray, np.ndarray]:
+        n, p = self.n, self.parts
+        xcur = fastfft.rfft(np.concatenate((self._x_prev, x)))
+        self._x_prev = x
+        self._x_head = h = (self._x_head - 1) % p
+        old = self._X[h]  # the block falling off the end of the filter
+        self._pow += (xcur.real**2 + xcur.imag**2) - (old.real**2 + old.imag**2)
+        self._X[h] = xcur
+        self._X[h + p] = xcur
+        X = self._X[h : h + p]
+        ys = fastfft.irfft((self._W * X).sum(axis=1), 2 * n)[:, n:]  # both paths at once
+        e = d - ys  # [background, foreground]
+        self._err += ERR_SMOOTHING * ((e * e).sum(axis=1) - self._err)
+        self._mic_energy += ERR_SMOOTHING * (float(np.dot(d, d)) - self._mic_energy)
+        if ref_active:
+            self._adapt(X, e[0])
+        wb, wf = self._W
+        if self._err[0] < COPY_RATIO * self._err[1]:
+            wf[:] = wb
+            self._err[1] = self._err[0]
+            return e[0], ys[0]
+        if self._err[0] > RESET_RATIO * self._err[1] and self._err[0] > self._mic_energy:
+            wb[:] = wf
+            self._err[0] = self._err[1]
+        return e[1], ys[1]
+
+    def _adapt(self, X: np.ndarray, eb: np.ndarray) -> None:
+        n, p = self.n, self.parts
+        E = fastfft.rfft(np.concatenate((self._zeros, eb)))
+        pw = np.maximum(self._pow, 0.0)
+        mu = (self.cfg.step / (pw + REG_FRACTION * float(pw.mean()) + 1e-9)).astype(np.float32)
+        self._W[0] += (mu * E) * np.conj(X)
+        if self._constrain % 2 == 0:  # keep each partition a causal N-tap response, two at a time
+            rows = [(self._constrain // 2 * 2 + i) % p for i in (0, 1)]
+            w = fastfft.irfft(self._W[0, rows], 2 * n)
+            w[:, n:] = 0
+            self._W[0, rows] = fastfft.rfft(w)
+        self._constrain = (self._constrain + 1) % (2 * ((p + 1) // 2))
 
     # -- residual echo suppression ----------------------------------------------------------------
-    def _suppress(self, e: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _suppress(self, e: np.ndarray, y: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
         n = self.n
-        E = np.fft.rfft(self._win * np.concatenate((self._e_prev, e)))
-        Y = np.fft.rfft(self._win * np.concatenate((self._y_prev, y)))
-        self._e_prev, self._y_prev = e, y
-        pe = np.abs(E) ** 2
-        py = np.abs(Y) ** 2
-        # echo estimate with a reverberant tail: rises with the filter's estimate, decays slowly
-        self._echo_psd = np.maximum(py, self._echo_psd * self._decay)
-        # leakage: residual / estimate when the residual looks like echo only; falls fast, rises slowly
-        ratio = pe / (self._echo_psd + EPS)
-        active = self._echo_psd > 1e-9
-        target = np.minimum(ratio, 1.0)
-        rate = np.where(target < self._leak, 0.3, 0.01)
-        self._leak = np.where(active, self._leak + rate * (target - self._leak), self._leak)
-        self._leak = np.clip(self._leak, 1e-4, 1.0)
-        resid = self._leak * self._echo_psd
-        g = 1.0 - self.cfg.oversubtraction * resid / (pe + EPS)
-        g = np.clip(g, self._gmin, 1.0)
-        # fall at once (echo), recover over a few frames (no musical noise, no clipped onsets)
-        self._gain = np.where(g < self._gain, g, self._gain + 0.5 * (g - self._gain))
-        out = np.fft.irfft(E * self._gain) * self._win
+        cur = np.stack((e, y, d, r))
+        spec = fastfft.rfft(np.concatenate((self._prev, cur), axis=1) * self._win)
+        self._prev = cur
+        self._spec_prev = spec
+        E = spec[0]
+        p2 = spec[:2].real ** 2 + spec[:2].imag ** 2  # residual, echo estimate
+        pe = p2[0]
+        # echo estimate with a reverberant tail: follows the filter's estimate up, decays slowly
+        echo = self._echo_psd = np.maximum(p2[1], self._echo_psd * self._decay)
+        # leakage = residual / estimate where the residual looks like echo alone:
+        # falls quickly, rises slowly (double talk makes the residual large, not the leak)
+        delta = np.minimum(pe / (echo + EPS), 1.0) - self._leak
+        delta *= np.where(delta < 0, LEAK_FALL, LEAK_RISE)
+        self._leak = np.maximum(self._leak + delta, 1e-4)
+        resid = self._leak * echo
+        g = np.maximum(1.0 - self.cfg.oversubtraction * resid / (pe + EPS), self._gmin)
+        # fall at once on echo, recover over a few frames (no musical noise, no clipped onsets)
+        up = g > self._gain
+        g[up] = self._gain[up] + 0.5 * (g[up] - self._gain[up])
+        self._gain = g
+        out = fastfft.irfft(E * g, 2 * n) * self._win
         frame = self._ola + out[:n]
         self._ola = out[n:]
-        sb = self._speech_bins
+        sb = self._speech
         self.near_ratio_db = float(10 * np.log10((pe[sb].sum() + EPS) / (resid[sb].sum() + EPS)))
-        self.echo_dbfs = float(10 * np.log10(resid.sum() / (n * n) + 1e-12))
         return frame
 
 
