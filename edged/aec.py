@@ -42,8 +42,11 @@ REG_FRACTION = 0.1  # step regularisation, relative to the mean reference power 
 COPY_RATIO = 0.7  # background error below this share of the foreground's: copy it
 RESET_RATIO = 4.0  # background error above this multiple (and above the mic's): reset it
 ERR_SMOOTHING = 0.15
-LEAK_FALL = np.float32(0.05)
-LEAK_RISE = np.float32(0.05)
+SETTLE_FRAMES = 20  # after the echo tail, frames for the suppressor's gains to recover before idling
+NO_ECHO_RATIO_DB = 60.0  # near_ratio_db while nothing is playing
+CONVERGED_ERLE = 10.0  # mic over foreground-error energy (10 dB) at which the filter is trusted
+LEARN_FRAMES = 150  # frames of playback after which an unconverged filter means: no echo to learn
+COHERENCE_SMOOTHING = np.float32(0.3)
 
 
 class DelayTracker:
@@ -115,15 +118,24 @@ class EchoCanceller:
         self._win = np.sqrt(np.hanning(2 * n + 1)[:-1]).astype(f32)  # sqrt-Hann, 50 % overlap
         self._prev = np.zeros((4, n), dtype=f32)  # previous halves of error, estimate, mic, reference
         self._ola = np.zeros(n, dtype=f32)
+        self._win_tail = self._win[n:] ** 2  # synthesis-window share of the next frame
+        self._last_in = np.zeros(n, dtype=f32)
         self._spec_prev: np.ndarray | None = None
-        self._echo_psd = np.zeros(k, dtype=f32)
-        self._leak = np.ones(k, dtype=f32)
+        self._echo_psd = np.zeros(k, dtype=f32)  # expected residual echo per bin
+        self._syy = np.zeros(k, dtype=f32)
+        self._see = np.zeros(k, dtype=f32)
+        self._coh_bias = np.float32(COHERENCE_SMOOTHING / (2 - COHERENCE_SMOOTHING))
+        self._sey = np.zeros(k, dtype=np.complex64)
         self._gain = np.ones(k, dtype=f32)
         self._gmin = np.float32(10 ** (-cfg.suppression_db / 20))
         self._decay = np.float32(np.exp(-n / rate_hz / (cfg.echo_decay_ms / 1000)))
         self._speech = slice(int(300 * 2 * n / rate_hz), int(3400 * 2 * n / rate_hz) + 1)
-        self.near_ratio_db = 0.0
+        self.near_ratio_db = NO_ECHO_RATIO_DB
         self.delay_frames = 0
+        self.latency_samples = n  # the suppressor's analysis/synthesis holds one frame
+        # until the filter has learnt the room once, its echo estimate means nothing
+        self.converged = False
+        self._learning_frames = 0
 
     # -- the frame ------------------------------------------------------------------------------
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -136,13 +148,37 @@ class EchoCanceller:
             self.near_ratio_db = -120.0 if ref_active else 0.0
             return np.zeros(n) if ref_active else d * scale
         self._quiet_frames = 0 if ref_active else self._quiet_frames + 1
+        if self._quiet_frames > self.parts + SETTLE_FRAMES:
+            return self._idle(d, r) * scale
         x = self._aligned(r, ref_active)
         if self._quiet_frames > self.parts:
             # the speaker has been silent longer than the echo lasts: nothing to cancel
             e, y = d, np.zeros(n, dtype=np.float32)
         else:
             e, y = self._cancel(d, x, ref_active)
+        self._last_in = d
         return self._suppress(e, y, d, r) * scale
+
+    def _idle(self, d: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """No echo for a while: pass the microphone through with the suppressor's one frame of
+        latency (what its analysis and synthesis give at unity gain) and keep its state as if
+        it had run, so playback can start on any frame. Costs a few array copies."""
+        out = self._last_in
+        self._last_in = d
+        size = len(self._refs) // 2
+        self._ref_head = h = (self._ref_head - 1) % size
+        self._refs[h] = r
+        self._refs[h + size] = r
+        self._prev[0] = d
+        self._prev[1] = 0.0
+        self._prev[2] = d
+        self._prev[3] = r
+        self._ola = self._win_tail * d
+        self._spec_prev = None
+        self._gain[:] = 1.0
+        self._echo_psd[:] = 0.0
+        self.near_ratio_db = NO_ECHO_RATIO_DB
+        return out
 
     def _aligned(self, r: np.ndarray, ref_active: bool) -> np.ndarray:
         size = len(self._refs) // 2
@@ -189,6 +225,12 @@ class EchoCanceller:
         self._mic_energy += ERR_SMOOTHING * (float(np.dot(d, d)) - self._mic_energy)
         if ref_active:
             self._adapt(X, e[0])
+        if not self.converged and ref_active:
+            self._learning_frames += 1
+            # learnt the room, or after a while of playback still nothing the reference explains
+            # (a speaker the microphone barely hears): stop withholding barge-in either way
+            learnt = self._mic_energy > CONVERGED_ERLE * self._err[1] > 0
+            self.converged = learnt or self._learning_frames > LEARN_FRAMES
         wb, wf = self._W
         if self._err[0] < COPY_RATIO * self._err[1]:
             wf[:] = wb
@@ -219,17 +261,19 @@ class EchoCanceller:
         spec = fastfft.rfft(np.concatenate((self._prev, cur), axis=1) * self._win)
         self._prev = cur
         self._spec_prev = spec
-        E = spec[0]
-        p2 = spec[:2].real ** 2 + spec[:2].imag ** 2  # residual, echo estimate
-        pe = p2[0]
-        # echo estimate with a reverberant tail: follows the filter's estimate up, decays slowly
-        echo = self._echo_psd = np.maximum(p2[1], self._echo_psd * self._decay)
-        # leakage = residual / estimate where the residual looks like echo alone:
-        # falls quickly, rises slowly (double talk makes the residual large, not the leak)
-        delta = np.minimum(pe / (echo + EPS), 1.0) - self._leak
-        delta *= np.where(delta < 0, LEAK_FALL, LEAK_RISE)
-        self._leak = np.maximum(self._leak + delta, 1e-4)
-        resid = self._leak * echo
+        E, Y = spec[0], spec[1]
+        pe = E.real**2 + E.imag**2
+        # residual echo = the part of the output coherent with the filter's echo estimate:
+        # the user's voice is not, so double talk does not inflate it
+        a = COHERENCE_SMOOTHING
+        self._syy += a * ((Y.real**2 + Y.imag**2) - self._syy)
+        self._see += a * (pe - self._see)
+        self._sey += a * (E * np.conj(Y) - self._sey)
+        coh = (self._sey.real**2 + self._sey.imag**2) / (self._syy * self._see + EPS)
+        # a coherence averaged over few frames reads about 1/N even for unrelated signals
+        coherent = np.maximum(coh - self._coh_bias, 0.0) * (self._see / (1.0 - self._coh_bias))
+        # ... with a reverberant tail: rises with the estimate, decays like the room
+        resid = self._echo_psd = np.maximum(coherent, self._echo_psd * self._decay)
         g = np.maximum(1.0 - self.cfg.oversubtraction * resid / (pe + EPS), self._gmin)
         # fall at once on echo, recover over a few frames (no musical noise, no clipped onsets)
         up = g > self._gain
@@ -239,14 +283,18 @@ class EchoCanceller:
         frame = self._ola + out[:n]
         self._ola = out[n:]
         sb = self._speech
-        self.near_ratio_db = float(10 * np.log10((pe[sb].sum() + EPS) / (resid[sb].sum() + EPS)))
+        if self.converged:
+            self.near_ratio_db = float(10 * np.log10((pe[sb].sum() + EPS) / (resid[sb].sum() + EPS)))
+        else:
+            self.near_ratio_db = -NO_ECHO_RATIO_DB
         return frame
 
 
 class PassThrough:
     """The slot's contract with nothing cancelled: used when the canceller is disabled."""
 
-    near_ratio_db = 0.0
+    near_ratio_db = NO_ECHO_RATIO_DB
+    latency_samples = 0
 
     def __init__(self, rate_hz: int = 16000, frame_samples: int = 160) -> None:
         self.rate_hz = rate_hz

@@ -125,10 +125,13 @@ class AecConfig:
     step: float = _num(0.5, 0.01, 1.0, "adaptation step of the echo filter (higher: faster, noisier)")
     suppression_db: float = _num(45.0, 0.0, 80.0, "most the residual echo suppressor attenuates (dB)")
     oversubtraction: float = _num(
-        2.0, 0.5, 10.0, "how much margin the suppressor keeps over the residual echo it expects"
+        4.0, 0.5, 10.0, "how much margin the suppressor keeps over the residual echo it expects"
     )
     echo_decay_ms: int = _num(
         60, 5, 1000, "how long the suppressor expects echo to linger after the estimate falls (ms)"
+    )
+    echo_hangover_ms: int = _num(
+        300, 0, 2000, "after playback stops, how long its echo is still expected in the room (ms)"
     )
     barge_in_margin_db: float = _num(
         8.0, 0.0, 40.0, "during playback, how far above the expected echo a frame must be to be the user (dB)"

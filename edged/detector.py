@@ -64,6 +64,8 @@ class NoiseFloor:
     def update(self, level: float) -> float:
         v = self.value_dbfs
         if v is None:
+            if level <= SILENT_DBFS:  # digital silence (a device starting up) is not the room
+                return level
             v = level
         elif level > v:
             v = min(level, v + self._rise)

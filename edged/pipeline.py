@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .aec import PassThrough
+from .aec import EchoCanceller, PassThrough
 from .config import Config
 from .detector import SILENT, Decision, SpeechDetector, level_dbfs
-from .frames import FRAME_SAMPLES, RATE_HZ, Framer
+from .frames import FRAME_MS, FRAME_SAMPLES, RATE_HZ, Framer
 from .gate import Action, Append, Commit, Phase, Start, TurnGate
 from .resample import StreamingResampler
 from .upload import UploadEncoder, b64
@@ -72,14 +72,19 @@ class Pipeline:
         self._mic_framer = Framer()
         self._far_framer = Framer()
         self._far: deque[np.ndarray] = deque(maxlen=FAR_QUEUE_FRAMES)
-        self.aec = PassThrough()
+        self.aec: EchoCanceller | PassThrough = (
+            EchoCanceller(RATE_HZ, FRAME_SAMPLES, cfg.aec) if cfg.aec.enabled else PassThrough()
+        )
+        self._hangover = cfg.aec.echo_hangover_ms // FRAME_MS
+        self._since_played = self._hangover + 1
         self.detector = SpeechDetector(cfg.detector)
         self.gate = TurnGate(cfg.gate)
         self.encoder = UploadEncoder()
         self._silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         self.position = 0  # samples of the 16 kHz clock processed so far
-        # the resampler's group delay, so events can be placed on the input's own clock
-        self.delay_samples = self._mic_rs.delay_out_samples
+        # the resampler's group delay and the canceller's latency, so events can be placed
+        # on the input's own clock
+        self.delay_samples = self._mic_rs.delay_out_samples + self.aec.latency_samples
 
     def to_input_ms(self, sample: int) -> float:
         return max(0.0, (sample - self.delay_samples) * 1000.0 / RATE_HZ)
@@ -110,11 +115,18 @@ class Pipeline:
         if tm:
             tm.start()
         ref = self._far.popleft() if self._far else self._silence
-        playing = level_dbfs(ref) > self.cfg.aec.far_end_active_dbfs
-        clean = self.aec.process(mic, ref) if self.cfg.aec.enabled else mic
+        if level_dbfs(ref) > self.cfg.aec.far_end_active_dbfs:
+            self._since_played = 0
+        elif self._since_played <= self._hangover:
+            self._since_played += 1
+        playing = self._since_played <= self._hangover
+        clean = self.aec.process(mic, ref)
         if tm:
             tm.mark("echo")
         d = self.detector.process(clean)
+        if playing and self.aec.near_ratio_db < self.cfg.aec.barge_in_margin_db:
+            # while the speaker plays, only what stands above the expected echo can be the user
+            d = replace(d, onset=False, trigger=False, speech=False)
         if tm:
             tm.mark("detector")
         start = self.position

@@ -132,3 +132,10 @@ def test_modes_decide_from_their_stages(demo_audio, mode: str) -> None:
         assert any(d.probability > 0.9 for d in ds)
         assert all(d.trigger == (d.probability >= 0.3) for d in ds)
     assert any(d.trigger for d in ds)
+
+
+def test_noise_floor_starts_at_the_first_sound_not_at_digital_silence() -> None:
+    fl = NoiseFloor(rise_db_per_s=2.0, fall_db_per_s=20.0)
+    fl.update(-120.0)
+    fl.update(-120.0)
+    assert fl.update(-45.0) == -45.0

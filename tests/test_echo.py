@@ -1,0 +1,124 @@
+"""Echo: the device never takes its own voice for the user, and still hears the user over it.
+
+A closed loop on the sample clock: what the speaker plays (real speech) reaches the
+microphone through a room response 10 dB louder than the user, who speaks once during
+playback (a barge-in) and once after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edged.aec import EchoCanceller
+from edged.config import Config, load_config
+from edged.replay import replay_signal
+
+RATE = 16000
+
+
+def room_response(seed: int = 3, rt60_s: float = 0.3, length_s: float = 0.25) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(length_s * RATE)) / RATE
+    h = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60_s) * 0.05
+    h[16] += 1.0  # direct path, 1 ms
+    return h
+
+
+def segment(x: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    return x[int(start_s * RATE) : int(end_s * RATE)]
+
+
+@pytest.fixture(scope="module")
+def scene(demo_audio, demo_labels):
+    x, rate = demo_audio
+    assert rate == RATE
+    n = 22 * RATE
+    far = np.zeros(n, np.float32)
+    reply = segment(x, 20.3, 31.3)  # the JFK passage plays as the assistant's reply
+    far[2 * RATE : 2 * RATE + len(reply)] = reply
+    u1, u2 = demo_labels["utterances"][0], demo_labels["utterances"][5]
+    near = np.zeros(n, np.float32)
+    spans = []
+    for u, at in ((u1, 8.0), (u2, 17.0)):
+        s = segment(x, u["start_s"] - 0.1, u["end_s"] + 0.1)
+        near[int(at * RATE) : int(at * RATE) + len(s)] = s
+        spans.append((at * 1000 + 100, at * 1000 + 100 + (u["end_s"] - u["start_s"]) * 1000))
+    echo = np.convolve(far, room_response())[:n]
+    echo *= 10 ** (10 / 20) * np.sqrt(np.mean(near[near != 0] ** 2) / np.mean(echo[echo != 0] ** 2))
+    mic = (near + echo).astype(np.float32)
+    playback = (2000.0, 2000.0 + len(reply) * 1000 / RATE)
+    return mic, far, spans, playback
+
+
+def overlaps(t: dict, a: float, b: float) -> bool:
+    return t["upload_start_ms"] < b and t["upload_end_ms"] > a
+
+
+def test_barge_in_is_heard_and_echo_is_not(scene) -> None:
+    mic, far, (during, after), (p0, p1) = scene
+    res = replay_signal(Config(), mic, RATE, far, RATE)
+    turns = res.turns
+    assert [overlaps(t, *during) for t in turns].count(True) >= 1
+    assert [overlaps(t, *after) for t in turns].count(True) >= 1
+    # every turn belongs to the user: none lies in echo alone
+    for t in turns:
+        assert overlaps(t, *during) or overlaps(t, *after), t
+    assert all(t["barge_in"] for t in turns if overlaps(t, *during))
+    assert not any(t["barge_in"] for t in turns if overlaps(t, *after))
+    first = next(t for t in turns if overlaps(t, *during))
+    assert first["start_ms"] - during[0] < 300  # the barge-in is caught at its onset
+    assert p0 < first["start_ms"] < p1  # ... while the reply is still playing
+
+
+def test_without_the_canceller_the_device_answers_itself(scene) -> None:
+    mic, far, (during, after), _ = scene
+    res = replay_signal(load_config(None, ["aec.enabled=false"]), mic, RATE, far, RATE)
+    assert any(not (overlaps(t, *during) or overlaps(t, *after)) for t in res.turns)
+
+
+def test_canceller_removes_a_linear_echo_path() -> None:
+    rng = np.random.default_rng(1)
+    ref = (0.1 * rng.standard_normal(6 * RATE)).astype(np.float32)
+    mic = np.convolve(ref, room_response())[: len(ref)].astype(np.float32)
+    ec = EchoCanceller()
+    out = np.concatenate([ec.process(mic[i : i + 160], ref[i : i + 160]) for i in range(0, len(ref), 160)])
+    last = slice(4 * RATE, 6 * RATE)
+    erle_db = 10 * np.log10(np.sum(mic[last] ** 2) / np.sum(out[last] ** 2))
+    assert erle_db > 30
+    assert ec.converged
+
+
+def test_tracks_a_reference_that_leads_the_microphone() -> None:
+    """The speaker signal arrives 150 ms before its echo: the delay is found and cancelled."""
+    rng = np.random.default_rng(2)
+    ref = (0.1 * rng.standard_normal(10 * RATE)).astype(np.float32)
+    lead = int(0.15 * RATE)
+    mic = np.concatenate([np.zeros(lead), np.convolve(ref, room_response())[: len(ref) - lead]]).astype(
+        np.float32
+    )
+    ec = EchoCanceller()
+    out = np.concatenate([ec.process(mic[i : i + 160], ref[i : i + 160]) for i in range(0, len(ref), 160)])
+    assert 13 <= ec.delay_frames <= 15
+    last = slice(8 * RATE, 10 * RATE)
+    assert 10 * np.log10(np.sum(mic[last] ** 2) / np.sum(out[last] ** 2)) > 25
+
+
+def test_silent_speaker_costs_nothing_and_passes_the_microphone() -> None:
+    x = (0.05 * np.random.default_rng(3).standard_normal(3 * RATE)).astype(np.float32)
+    ec = EchoCanceller()
+    z = np.zeros(160, np.float32)
+    out = np.concatenate([ec.process(x[i : i + 160], z) for i in range(0, len(x), 160)])
+    np.testing.assert_allclose(out[160:], x[:-160], atol=1e-6)  # one frame of latency
+
+
+def test_speaker_the_microphone_cannot_hear_does_not_block_barge_in() -> None:
+    """No echo path at all (the reference never reaches the microphone): after the learning
+    time, the canceller stops withholding the user."""
+    rng = np.random.default_rng(4)
+    ref = (0.1 * rng.standard_normal(3 * RATE)).astype(np.float32)
+    mic = (0.001 * rng.standard_normal(3 * RATE)).astype(np.float32)
+    ec = EchoCanceller()
+    for i in range(0, len(ref), 160):
+        ec.process(mic[i : i + 160], ref[i : i + 160])
+    assert ec.converged
