@@ -37,7 +37,6 @@ from . import fastfft
 from .config import AecConfig
 
 EPS = np.float32(1e-10)
-REF_ACTIVE_POWER = 10 ** (-60 / 10)  # per sample: below -60 dBFS the speaker is silent, nothing to learn
 REG_FRACTION = 0.1  # step regularisation, relative to the mean reference power per bin
 COPY_RATIO = 0.7  # background error below this share of the foreground's: copy it
 RESET_RATIO = 4.0  # background error above this multiple (and above the mic's): reset it
@@ -70,13 +69,20 @@ class DelayTracker:
         median += np.where(logb > median, 0.02, -0.02)  # running median of each band
         return logb > median
 
+    def _push(self, b: np.ndarray | bool) -> None:
+        size = self.max_frames + 1
+        self._head = (self._head - 1) % size
+        self._hist[self._head] = b
+        self._hist[self._head + size] = b
+
+    def push_silence(self) -> None:
+        """A frame with the speaker silent: keeps the history aligned with the sample clock."""
+        self._push(False)
+
     def update(self, mic_power: np.ndarray, ref_power: np.ndarray, ref_active: bool) -> int:
         mic_b = self._binary(mic_power, self._mic_med)
         size = self.max_frames + 1
-        self._head = (self._head - 1) % size
-        b = self._binary(ref_power, self._ref_med)
-        self._hist[self._head] = b
-        self._hist[self._head + size] = b
+        self._push(self._binary(ref_power, self._ref_med))
         if not ref_active:
             return self.lag
         self._active += 1
@@ -103,6 +109,8 @@ class EchoCanceller:
         f32, c64 = np.float32, np.complex64
         max_lag = cfg.max_delay_ms * rate_hz // 1000 // n
         self._tracker = DelayTracker(max_lag, k) if max_lag else None
+        # the same "speaker plays" threshold as the gate's, as frame energy
+        self._active_energy = n * 10 ** (cfg.far_end_active_dbfs / 10)
         self._refs = np.zeros((2 * (max_lag + 2), n), dtype=f32)  # mirrored ring of reference frames
         self._ref_head = 0
         self._X = np.zeros((2 * p, k), dtype=c64)  # mirrored ring: X[h:h+p] is newest-first
@@ -132,9 +140,11 @@ class EchoCanceller:
         self._speech = slice(int(300 * 2 * n / rate_hz), int(3400 * 2 * n / rate_hz) + 1)
         self.near_ratio_db = NO_ECHO_RATIO_DB
         self.delay_frames = 0
-        self.latency_samples = n  # the suppressor's analysis/synthesis holds one frame
+        # the suppressor's analysis/synthesis holds one frame; half duplex only mutes
+        self.latency_samples = 0 if cfg.half_duplex else n
         # until the filter has learnt the room once, its echo estimate means nothing
         self.converged = False
+        self.learnt = False  # converged because the filter explains the echo (not by timeout)
         self._learning_frames = 0
 
     # -- the frame ------------------------------------------------------------------------------
@@ -143,7 +153,7 @@ class EchoCanceller:
         d = np.asarray(mic, dtype=np.float32) * np.float32(1 / scale)
         r = np.asarray(ref, dtype=np.float32) * np.float32(1 / scale)
         n = self.n
-        ref_active = float(np.dot(r, r)) > n * REF_ACTIVE_POWER
+        ref_active = float(np.dot(r, r)) > self._active_energy
         if self.cfg.half_duplex:
             self.near_ratio_db = -120.0 if ref_active else 0.0
             return np.zeros(n) if ref_active else d * scale
@@ -165,10 +175,9 @@ class EchoCanceller:
         it had run, so playback can start on any frame. Costs a few array copies."""
         out = self._last_in
         self._last_in = d
-        size = len(self._refs) // 2
-        self._ref_head = h = (self._ref_head - 1) % size
-        self._refs[h] = r
-        self._refs[h + size] = r
+        self._push_ref(r)
+        if self._tracker is not None:
+            self._tracker.push_silence()
         self._prev[0] = d
         self._prev[1] = 0.0
         self._prev[2] = d
@@ -180,13 +189,20 @@ class EchoCanceller:
         self.near_ratio_db = NO_ECHO_RATIO_DB
         return out
 
-    def _aligned(self, r: np.ndarray, ref_active: bool) -> np.ndarray:
+    def _push_ref(self, r: np.ndarray) -> int:
         size = len(self._refs) // 2
         self._ref_head = h = (self._ref_head - 1) % size
         self._refs[h] = r
         self._refs[h + size] = r
-        if self._tracker is None or self._spec_prev is None:
+        return h
+
+    def _aligned(self, r: np.ndarray, ref_active: bool) -> np.ndarray:
+        size = len(self._refs) // 2
+        h = self._push_ref(r)
+        if self._tracker is None:
             return r
+        if self._spec_prev is None:  # first frame after idling: keep the delay found before
+            return self._refs[h + min(self.delay_frames, size - 1)]
         mic_p = np.abs(self._spec_prev[2]) ** 2
         ref_p = np.abs(self._spec_prev[3]) ** 2
         lag = self._tracker.update(mic_p, ref_p, ref_active)
@@ -229,8 +245,8 @@ class EchoCanceller:
             self._learning_frames += 1
             # learnt the room, or after a while of playback still nothing the reference explains
             # (a speaker the microphone barely hears): stop withholding barge-in either way
-            learnt = self._mic_energy > CONVERGED_ERLE * self._err[1] > 0
-            self.converged = learnt or self._learning_frames > LEARN_FRAMES
+            self.learnt = self._mic_energy > CONVERGED_ERLE * self._err[1] > 0
+            self.converged = self.learnt or self._learning_frames > LEARN_FRAMES
         wb, wf = self._W
         if self._err[0] < COPY_RATIO * self._err[1]:
             wf[:] = wb

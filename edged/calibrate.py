@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import Config
 from .replay import replay_signal
-from .wavio import AudioFileError, read_mono
+from .wavio import EX_DATAERR, EX_UNAVAILABLE, AudioFileError, read_mono
 
 CAPTURE_RATE_HZ = 16000
 
@@ -25,13 +25,13 @@ def record(seconds: float) -> tuple[np.ndarray, int]:
     try:
         import sounddevice as sd
     except OSError as e:  # PortAudio missing
-        raise AudioFileError(f"cannot open audio devices: {e}", 69) from None
+        raise AudioFileError(f"cannot open audio devices: {e}", EX_UNAVAILABLE) from None
     frames = int(seconds * CAPTURE_RATE_HZ)
     try:
         x = sd.rec(frames, samplerate=CAPTURE_RATE_HZ, channels=1, dtype="float32")
         sd.wait()
     except sd.PortAudioError as e:
-        raise AudioFileError(f"cannot record from the default input device: {e}", 69) from None
+        raise AudioFileError(f"cannot record from the default input device: {e}", EX_UNAVAILABLE) from None
     return x[:, 0].copy(), CAPTURE_RATE_HZ
 
 
@@ -94,6 +94,6 @@ def run_calibrate(cfg: Config, seconds: float, input_path: str | None) -> str:
     if input_path and seconds:
         x = x[: int(seconds * rate)]
     if len(x) < 2 * rate:
-        raise AudioFileError("calibration needs at least 2 s of audio", 65)
+        raise AudioFileError("calibration needs at least 2 s of audio", EX_DATAERR)
     m = measure(cfg, x, rate)
     return render(m, suggest(cfg, m))

@@ -16,6 +16,8 @@ import yaml
 from .config import EX_CONFIG, Config, ConfigError, load_config, render_documented, to_dict
 from .wavio import AudioFileError
 
+EX_CANTCREAT = 73
+
 
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
@@ -126,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AudioFileError as e:
         print(f"edged: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # an output file that cannot be written
+        print(f"edged: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        return EX_CANTCREAT
 
 
 if __name__ == "__main__":

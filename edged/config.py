@@ -153,6 +153,11 @@ class Config:
     def check(self) -> None:
         """Rules that span keys; called after every field passed its own check."""
         d, g = self.detector, self.gate
+        if self.aec.half_duplex and not self.aec.enabled:
+            raise ConfigError(
+                "aec.half_duplex = true: needs aec.enabled = true (half duplex is how the echo slot "
+                "handles the speaker; with the slot disabled nothing would mute the microphone)"
+            )
         if d.hold_probability > d.start_probability:
             raise ConfigError(
                 f"detector.hold_probability = {d.hold_probability}: must not exceed "
@@ -259,6 +264,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -283,7 +290,7 @@ def to_dict(cfg: Any) -> dict:
 
 HEADER = """\
 # edged configuration. Every key is shown with its default, its unit and what is allowed.
-# Apply changes with `systemctl reload edged`; check a file with `edged config check FILE`.
+# Check a file with `edged config check FILE`.
 # Any key can be overridden on the command line: --set section.key=value (repeatable).
 # This file is the output of `edged config show --documented`.
 """

@@ -23,6 +23,7 @@ import webrtcvad
 from .config import DetectorConfig
 from .frames import FRAME_MS, RATE_HZ
 from .silero import SileroVad
+from .wavio import to_pcm16
 
 SILENT_DBFS = -120.0
 
@@ -31,10 +32,6 @@ def level_dbfs(frame: np.ndarray) -> float:
     """Mean power of a float frame (full scale ±1) in dB; a full-scale sine reads -3 dBFS."""
     p = float(np.dot(frame, frame)) / max(len(frame), 1)
     return 10.0 * np.log10(p) if p > 1e-12 else SILENT_DBFS
-
-
-def to_pcm16(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, -1.0, 32767 / 32768) * 32768.0).astype("<i2")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from .config import Config
 from .frames import FRAME_SAMPLES, RATE_HZ
 from .gate import Commit, Discard
 from .pipeline import FrameResult, Pipeline
+from .upload import API_RATE_HZ
 from .wavio import EX_DATAERR, AudioFileError, read_mono, write_pcm16
 
 DEVICE_BLOCK_MS = 20  # the chunk size a sound card typically hands over
@@ -36,6 +37,7 @@ class Trace:
     loud: list[bool] = field(default_factory=list)
     speech: list[bool] = field(default_factory=list)
     in_turn: list[bool] = field(default_factory=list)
+    playing: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -102,7 +104,7 @@ def replay_signal(
     tr = Trace() if trace else None
     uploads: list[str] = []
     block = max(1, rate_hz * DEVICE_BLOCK_MS // 1000)
-    far_block = max(1, (far_rate_hz or rate_hz) * DEVICE_BLOCK_MS // 1000)
+    far_rate = far_rate_hz or rate_hz
 
     def take(results: list[FrameResult]) -> None:
         for r in results:
@@ -120,15 +122,17 @@ def replay_signal(
                 tr.loud.append(d.loud)
                 tr.speech.append(d.speech)
                 tr.in_turn.append(r.phase.value != "idle")
+                tr.playing.append(r.playing)
 
     for i, chunk in _chunks(mic, block):
         f = None
         if far is not None:
-            j = i // block * far_block
-            f = far[j : j + far_block]
+            # the same span on the far end's own clock (exact at any pair of rates: no drift)
+            f = far[i * far_rate // rate_hz : (i + len(chunk)) * far_rate // rate_hz]
         take(p.process(chunk, f))
-    # push the resampler's tail through so the last frame is decided too
-    pad = int(np.ceil(p.delay_samples * rate_hz / RATE_HZ)) + FRAME_SAMPLES
+    # push the resampler's tail and the canceller's frame through, counted at the input's
+    # rate, so the last frame is decided too
+    pad = int(np.ceil((p.delay_samples + FRAME_SAMPLES) * rate_hz / RATE_HZ))
     take(p.process(np.zeros(pad, dtype=np.float32)))
     take(p.finish())
 
@@ -206,7 +210,7 @@ def format_table(result: ReplayResult) -> str:
 def write_clean(result: ReplayResult, path: str | Path) -> None:
     """What would have been uploaded, at 24 kHz, turns back to back."""
     pcm = np.frombuffer(result.uploaded_pcm24, dtype="<i2").astype(np.float32) / 32768.0
-    write_pcm16(path, pcm, 24000)
+    write_pcm16(path, pcm, API_RATE_HZ)
 
 
 def plot(result: ReplayResult, mic: np.ndarray, rate_hz: int, path: str | Path, cfg: Config) -> None:
@@ -240,7 +244,13 @@ def plot(result: ReplayResult, mic: np.ndarray, rate_hz: int, path: str | Path, 
     a1.legend(loc="upper right", fontsize=8)
     a1.set_ylabel("dBFS")
     for k, (name, vals) in enumerate(
-        [("webrtcvad", tr.vad), ("loud", tr.loud), ("speech", tr.speech), ("in turn", tr.in_turn)]
+        [
+            ("speaker plays", tr.playing),
+            ("webrtcvad", tr.vad),
+            ("loud", tr.loud),
+            ("speech", tr.speech),
+            ("in turn", tr.in_turn),
+        ]
     ):
         a2.fill_between(t_frames, k, k + 0.8 * np.array(vals, dtype=float), step="post", alpha=0.7)
         a2.text(-0.01, k + 0.4, name, transform=a2.get_yaxis_transform(), ha="right", va="center", fontsize=8)

@@ -6,9 +6,9 @@ import base64
 
 import numpy as np
 
-from .detector import to_pcm16
 from .frames import RATE_HZ
 from .resample import StreamingResampler
+from .wavio import to_pcm16
 
 API_RATE_HZ = 24000
 

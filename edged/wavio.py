@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 import wave
 from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
 
-EX_NOINPUT = 66
 EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69  # audio devices cannot be opened
 
 
 class AudioFileError(Exception):
@@ -25,7 +27,7 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioFileError(f"{path}: no such file", EX_NOINPUT)
     try:
         rate, data = wavfile.read(p)
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, struct.error) as e:  # struct.error: truncated header
         raise AudioFileError(f"{path}: not a readable WAV file ({e})", EX_DATAERR) from None
     if data.dtype == np.uint8:
         x = (data.astype(np.float32) - 128.0) / 128.0
@@ -42,8 +44,13 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(x, dtype=np.float32), int(rate)
 
 
+def to_pcm16(x: np.ndarray) -> np.ndarray:
+    """±1 floats to little-endian int16 (full scale clips, never wraps)."""
+    return (np.clip(x, -1.0, 32767 / 32768) * 32768.0).astype("<i2")
+
+
 def write_pcm16(path: str | Path, x: np.ndarray, rate: int) -> None:
-    pcm = (np.clip(x, -1.0, 32767 / 32768) * 32768.0).astype("<i2")
+    pcm = to_pcm16(x)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)

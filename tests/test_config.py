@@ -104,6 +104,18 @@ def test_top_level_must_be_mapping(tmp_path: Path) -> None:
     assert "top level must be a mapping" in error_of(tmp_path, "- 1\n- 2\n")
 
 
+def test_half_duplex_needs_the_echo_slot(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, "aec:\n  enabled: false\n  half_duplex: true\n")
+    assert msg.startswith("aec.half_duplex = true: needs aec.enabled = true")
+
+
+def test_config_that_is_not_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "edged.yaml"
+    p.write_bytes(b"gate:\n  end_silence_ms: 700 # \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(p)
+
+
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config("/nonexistent/edged.yaml")

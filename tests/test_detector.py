@@ -130,7 +130,8 @@ def test_modes_decide_from_their_stages(demo_audio, mode: str) -> None:
         assert all(d.trigger == d.speech == (d.vad and d.loud) for d in ds)
     else:
         assert any(d.probability > 0.9 for d in ds)
-        assert all(d.trigger == (d.probability >= 0.3) for d in ds)
+        start = DetectorConfig().start_probability
+        assert all(d.trigger == (d.probability >= start) for d in ds)
     assert any(d.trigger for d in ds)
 
 

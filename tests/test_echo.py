@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edged.aec import EchoCanceller
+from edged.aec import LEARN_FRAMES, EchoCanceller
 from edged.config import Config, load_config
 from edged.replay import replay_signal
 
@@ -86,7 +86,7 @@ def test_canceller_removes_a_linear_echo_path() -> None:
     last = slice(4 * RATE, 6 * RATE)
     erle_db = 10 * np.log10(np.sum(mic[last] ** 2) / np.sum(out[last] ** 2))
     assert erle_db > 30
-    assert ec.converged
+    assert ec.learnt  # by cancelling, not by the learning timeout
 
 
 def test_tracks_a_reference_that_leads_the_microphone() -> None:
@@ -112,13 +112,30 @@ def test_silent_speaker_costs_nothing_and_passes_the_microphone() -> None:
     np.testing.assert_allclose(out[160:], x[:-160], atol=1e-6)  # one frame of latency
 
 
-def test_speaker_the_microphone_cannot_hear_does_not_block_barge_in() -> None:
+def test_speaker_the_microphone_cannot_hear_does_not_block_barge_in(demo_audio) -> None:
     """No echo path at all (the reference never reaches the microphone): after the learning
-    time, the canceller stops withholding the user."""
+    time, the canceller stops withholding the user, whose speech then stands far above the
+    (absent) echo."""
+    x, _ = demo_audio
     rng = np.random.default_rng(4)
-    ref = (0.1 * rng.standard_normal(3 * RATE)).astype(np.float32)
-    mic = (0.001 * rng.standard_normal(3 * RATE)).astype(np.float32)
+    ref = (0.1 * rng.standard_normal(5 * RATE)).astype(np.float32)
+    mic = (0.001 * rng.standard_normal(5 * RATE)).astype(np.float32)
+    mic[3 * RATE :] += x[int(2.3 * RATE) : int(4.3 * RATE)]  # the user speaks at 3 s
     ec = EchoCanceller()
+    ratios = []
     for i in range(0, len(ref), 160):
         ec.process(mic[i : i + 160], ref[i : i + 160])
-    assert ec.converged
+        ratios.append(ec.near_ratio_db)
+    assert ec.converged and not ec.learnt
+    margin = Config().aec.barge_in_margin_db
+    assert max(ratios[: LEARN_FRAMES // 2]) < margin  # still learning: nobody may barge in
+    assert np.mean(np.array(ratios[300:]) >= margin) > 0.5  # the user stands above it
+
+
+def test_half_duplex_mutes_while_playing_and_adds_no_latency() -> None:
+    cfg = load_config(None, ["aec.half_duplex=true"]).aec
+    ec = EchoCanceller(cfg=cfg)
+    assert ec.latency_samples == 0
+    mic = np.full(160, 0.1, np.float32)
+    assert not ec.process(mic, np.full(160, 0.1, np.float32)).any()
+    np.testing.assert_array_equal(ec.process(mic, np.zeros(160, np.float32)), mic)

@@ -10,7 +10,7 @@ import pytest
 from scipy.io import wavfile
 
 from edged.cli import main
-from edged.config import Config
+from edged.config import Config, load_config
 from edged.replay import replay_file, replay_signal
 from edged.resample import resample_whole
 from edged.scoring import score
@@ -123,3 +123,31 @@ def test_demo_command_reports_recall(capsys) -> None:
     out = capsys.readouterr().out
     assert "sentences found:        7 of 7" in out
     assert "false turns:            0" in out
+
+
+def test_far_end_at_an_uneven_rate_stays_aligned() -> None:
+    """A far-end file at 11025 Hz: its playback is placed on the input's clock without drift."""
+    mic = np.zeros(16000 * 95, np.float32)
+    far_rate = 11025
+    far = np.zeros(far_rate * 95, np.float32)
+    t0 = 90 * far_rate
+    far[t0:] = 0.1 * np.sin(2 * np.pi * 300 * np.arange(len(far) - t0) / far_rate)
+    res = replay_signal(load_config(None, ["aec.enabled=false"]), mic, 16000, far, far_rate, trace=True)
+    first = res.trace.playing.index(True)
+    assert abs(first * 10 - 90_000) <= 20  # ms: within the resampler's delay and one frame
+
+
+def test_last_frame_of_a_48k_file_is_decided(demo_audio) -> None:
+    x, rate = demo_audio
+    y = resample_whole(x[: 6 * rate], rate, 48000)
+    res = replay_signal(Config(), y, 48000, trace=True)
+    assert len(res.trace.level) * 10 >= len(y) * 1000 / 48000  # every 10 ms of input decided
+
+
+def test_truncated_wav_and_unwritable_output_are_clear_errors(tmp_path: Path, demo_wav, capsys) -> None:
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(demo_wav.read_bytes()[:30])
+    assert main(["replay", str(cut)]) == EX_DATAERR
+    assert main(["replay", str(demo_wav), "--events", str(tmp_path / "no" / "dir" / "e.jsonl")]) == 73
+    err = capsys.readouterr().err
+    assert "not a readable WAV" in err and "cannot write" in err and "Traceback" not in err
