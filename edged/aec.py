@@ -37,6 +37,8 @@ from . import fastfft
 from .config import AecConfig
 
 EPS = np.float32(1e-10)
+LAG_PERSIST = 25  # updates (every other frame: 0.5 s) a new lag must stay best before it is taken
+MEDIAN_STEP = 10**0.02  # the band medians move by 0.2 dB a frame
 REG_FRACTION = 0.1  # step regularisation, relative to the mean reference power per bin
 COPY_RATIO = 0.7  # background error below this share of the foreground's: copy it
 RESET_RATIO = 4.0  # background error above this multiple (and above the mic's): reset it
@@ -58,16 +60,18 @@ class DelayTracker:
         self._edges = np.linspace(8, n_bins - 1, self.BANDS + 1).astype(int)[:-1]  # 400 Hz up
         self._hist = np.zeros((2 * (max_frames + 1), self.BANDS), dtype=bool)  # mirrored ring
         self._head = 0
-        self._mic_med = np.zeros(self.BANDS)
-        self._ref_med = np.zeros(self.BANDS)
+        self._mic_med = np.full(self.BANDS, 1e-6)
+        self._ref_med = np.full(self.BANDS, 1e-6)
         self._cost = np.full(max_frames + 1, 0.5)
         self._active = 0
+        self._candidate = 0
+        self._pending = 0
         self.lag = 0
 
     def _binary(self, power: np.ndarray, median: np.ndarray) -> np.ndarray:
-        logb = np.log10(np.add.reduceat(power, self._edges) + EPS)
-        median += np.where(logb > median, 0.02, -0.02)  # running median of each band
-        return logb > median
+        above = np.add.reduceat(power, self._edges) > median
+        median *= np.where(above, MEDIAN_STEP, 1 / MEDIAN_STEP)  # running median of each band
+        return above
 
     def _push(self, b: np.ndarray | bool) -> None:
         size = self.max_frames + 1
@@ -86,13 +90,20 @@ class DelayTracker:
         if not ref_active:
             return self.lag
         self._active += 1
-        dist = np.mean(self._hist[self._head : self._head + size] != mic_b, axis=1)
-        self._cost += 0.03 * (dist - self._cost)
+        if self._active % 2:  # the lag moves slowly: every other frame is enough
+            return self.lag
+        differ = np.count_nonzero(self._hist[self._head : self._head + size] != mic_b, axis=1)
+        self._cost += 0.06 * (differ * (1 / self.BANDS) - self._cost)
         # reverberation smears the match towards later lags: take the earliest near-best one
         best = int(np.argmax(self._cost <= self._cost.min() + 0.01))
-        # switch only for a clear, settled improvement: a wrong jump costs re-convergence
-        if self._active > 50 and best != self.lag and self._cost[best] < self._cost[self.lag] - 0.05:
-            self.lag = best
+        # switch only for a clear improvement that persists: every jump costs re-convergence
+        if best != self.lag and self._cost[best] < self._cost[self.lag] - 0.05:
+            self._pending = self._pending + 1 if best == self._candidate else 1
+            self._candidate = best
+            if self._pending >= LAG_PERSIST and self._active > 50:
+                self.lag = best
+        else:
+            self._pending = 0
         return self.lag
 
 
@@ -124,7 +135,7 @@ class EchoCanceller:
         self._constrain = 0
         self._quiet_frames = p  # frames since the speaker last played: start idle
         self._win = np.sqrt(np.hanning(2 * n + 1)[:-1]).astype(f32)  # sqrt-Hann, 50 % overlap
-        self._prev = np.zeros((4, n), dtype=f32)  # previous halves of error, estimate, mic, reference
+        self._buf = np.zeros((4, 2 * n), dtype=f32)  # error, estimate, mic, reference: last two frames
         self._ola = np.zeros(n, dtype=f32)
         self._win_tail = self._win[n:] ** 2  # synthesis-window share of the next frame
         self._last_in = np.zeros(n, dtype=f32)
@@ -178,10 +189,12 @@ class EchoCanceller:
         self._push_ref(r)
         if self._tracker is not None:
             self._tracker.push_silence()
-        self._prev[0] = d
-        self._prev[1] = 0.0
-        self._prev[2] = d
-        self._prev[3] = r
+        buf = self._buf
+        buf[:, : self.n] = buf[:, self.n :]
+        buf[0, self.n :] = d
+        buf[1, self.n :] = 0.0
+        buf[2, self.n :] = d
+        buf[3, self.n :] = r
         self._ola = self._win_tail * d
         self._spec_prev = None
         self._gain[:] = 1.0
@@ -261,7 +274,7 @@ class EchoCanceller:
         n, p = self.n, self.parts
         E = fastfft.rfft(np.concatenate((self._zeros, eb)))
         pw = np.maximum(self._pow, 0.0)
-        mu = (self.cfg.step / (pw + REG_FRACTION * float(pw.mean()) + 1e-9)).astype(np.float32)
+        mu = (self.cfg.step / (pw + (REG_FRACTION / self.k) * float(pw.sum()) + 1e-9)).astype(np.float32)
         self._W[0] += (mu * E) * np.conj(X)
         if self._constrain % 2 == 0:  # keep each partition a causal N-tap response, two at a time
             rows = [(self._constrain // 2 * 2 + i) % p for i in (0, 1)]
@@ -273,9 +286,13 @@ class EchoCanceller:
     # -- residual echo suppression ----------------------------------------------------------------
     def _suppress(self, e: np.ndarray, y: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
         n = self.n
-        cur = np.stack((e, y, d, r))
-        spec = fastfft.rfft(np.concatenate((self._prev, cur), axis=1) * self._win)
-        self._prev = cur
+        buf = self._buf  # rows: error, echo estimate, mic, reference; two frames each
+        buf[:, :n] = buf[:, n:]
+        buf[0, n:] = e
+        buf[1, n:] = y
+        buf[2, n:] = d
+        buf[3, n:] = r
+        spec = fastfft.rfft(buf * self._win)
         self._spec_prev = spec
         E, Y = spec[0], spec[1]
         pe = E.real**2 + E.imag**2
@@ -292,9 +309,7 @@ class EchoCanceller:
         resid = self._echo_psd = np.maximum(coherent, self._echo_psd * self._decay)
         g = np.maximum(1.0 - self.cfg.oversubtraction * resid / (pe + EPS), self._gmin)
         # fall at once on echo, recover over a few frames (no musical noise, no clipped onsets)
-        up = g > self._gain
-        g[up] = self._gain[up] + 0.5 * (g[up] - self._gain[up])
-        self._gain = g
+        g = self._gain = np.minimum(g, self._gain + 0.5 * (g - self._gain))
         out = fastfft.irfft(E * g, 2 * n) * self._win
         frame = self._ola + out[:n]
         self._ola = out[n:]
