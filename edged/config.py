@@ -97,7 +97,9 @@ class GateConfig:
         0.3, 0.05, 1.0, "share of trigger frames in the window that starts a turn"
     )
     end_silence_ms: int = _num(400, 100, 5000, "trailing non-speech that ends a turn (ms)")
-    post_roll_ms: int = _num(50, 0, 5000, "trailing non-speech still uploaded after the last speech (ms)")
+    post_roll_ms: int = _num(
+        150, 0, 5000, "trailing non-speech still uploaded after the last speech: covers reverberation (ms)"
+    )
     min_speech_ms: int = _num(
         200, 0, 5000, "turns with less speech than this are discarded, not committed (ms)"
     )
