@@ -83,10 +83,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.clean_out:
         replay.write_clean(result, args.clean_out)
     if args.plot:
-        from .wavio import read_mono
-
-        mic, rate = read_mono(args.input)
-        replay.plot(result, mic, rate, args.plot, cfg)
+        replay.plot(result, args.plot, cfg)
     return 0
 
 

@@ -46,7 +46,7 @@ class Decision:
     speech: bool  # evidence that keeps a turn going
 
 
-SILENT = Decision(-120.0, -120.0, False, False, 0.0, False, False, False)
+SILENT = Decision(SILENT_DBFS, SILENT_DBFS, False, False, 0.0, False, False, False)
 
 
 class NoiseFloor:

@@ -28,8 +28,10 @@ DEVICE_BLOCK_MS = 20  # the chunk size a sound card typically hands over
 
 @dataclass
 class Trace:
-    """Per-frame values for the plot; filled only when asked for."""
+    """Per-frame values for the plot; filled only when asked for, with the signal they came from."""
 
+    signal: np.ndarray
+    rate_hz: int
     level: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
     vad: list[bool] = field(default_factory=list)
@@ -101,7 +103,7 @@ def replay_signal(
     """Run the pipeline over a whole signal in device-sized chunks."""
     p = Pipeline(cfg, rate_hz, far_rate_hz or rate_hz)
     events: list[dict[str, Any]] = []
-    tr = Trace() if trace else None
+    tr = Trace(mic, rate_hz) if trace else None
     uploads: list[str] = []
     block = max(1, rate_hz * DEVICE_BLOCK_MS // 1000)
     far_rate = far_rate_hz or rate_hz
@@ -213,7 +215,7 @@ def write_clean(result: ReplayResult, path: str | Path) -> None:
     write_pcm16(path, pcm, API_RATE_HZ)
 
 
-def plot(result: ReplayResult, mic: np.ndarray, rate_hz: int, path: str | Path, cfg: Config) -> None:
+def plot(result: ReplayResult, path: str | Path, cfg: Config) -> None:
     try:
         import matplotlib
 
@@ -223,6 +225,7 @@ def plot(result: ReplayResult, mic: np.ndarray, rate_hz: int, path: str | Path, 
         raise AudioFileError("--plot needs matplotlib: pip install 'edged[plot]'", EX_DATAERR) from None
     tr = result.trace
     assert tr is not None
+    mic, rate_hz = tr.signal, tr.rate_hz
     t_frames = np.arange(len(tr.level)) * FRAME_SAMPLES / RATE_HZ
     t_wave = np.arange(len(mic)) / rate_hz
     fig, (a0, a1, a2) = plt.subplots(3, 1, sharex=True, figsize=(14, 7), height_ratios=[2, 2, 1])
