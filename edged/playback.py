@@ -1,0 +1,111 @@
+"""Playback buffer: the assistant's audio between the network and the speaker.
+
+A bounded jitter buffer at the API's 24 kHz. It waits for `prebuffer_ms` (or the
+end of an item) before it starts, so a slow network makes one gap at the start
+rather than many; it remembers how many samples of each assistant item were
+actually pulled for the speaker, because `conversation.item.truncate` must say
+exactly what the user heard; and `flush()` makes the next pull silent, which is
+how barge-in stops the speaker within one frame.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+import numpy as np
+
+RATE_HZ = 24000
+# items whose played length is remembered; older ones cannot be truncated any more anyway
+ITEMS_REMEMBERED = 16
+
+
+class Playback:
+    def __init__(self, prebuffer_ms: int = 100, capacity_ms: int = 120_000) -> None:
+        self._prebuffer = prebuffer_ms * RATE_HZ // 1000
+        self._capacity = capacity_ms * RATE_HZ // 1000
+        self._queue: deque[tuple[str, np.ndarray]] = deque()
+        self._queued = 0
+        self._head = 0  # samples of the first queued chunk already played
+        self._started = False
+        self._ended: deque[str] = deque(maxlen=ITEMS_REMEMBERED)
+        self._played: OrderedDict[str, int] = OrderedDict()
+        self._received: OrderedDict[str, int] = OrderedDict()
+        self.current_item = ""  # the item whose audio the speaker played last
+        self.dropped_samples = 0  # audio refused because the buffer was full
+        self.underruns = 0  # the speaker ran dry in the middle of an item
+
+    @property
+    def queued_ms(self) -> float:
+        return (self._queued - self._head) * 1000 / RATE_HZ
+
+    @property
+    def active(self) -> bool:
+        """Audio is waiting or playing: the user would be interrupting."""
+        return self._queued > self._head
+
+    def push(self, item_id: str, pcm16: bytes) -> None:
+        audio = np.frombuffer(pcm16, dtype="<i2")
+        room = self._capacity - (self._queued - self._head)
+        if len(audio) > room:
+            self.dropped_samples += len(audio) - max(0, room)
+            audio = audio[: max(0, room)]
+        if not len(audio):
+            return
+        self._queue.append((item_id, audio))
+        self._queued += len(audio)
+        self._count(self._received, item_id, len(audio))
+
+    def end_item(self, item_id: str) -> None:
+        """No more audio will come for this item: play what is there without waiting."""
+        if item_id not in self._ended:
+            self._ended.append(item_id)
+
+    def pull(self, n: int) -> np.ndarray:
+        """The next `n` samples for the speaker (float32, silence when there is nothing to play)."""
+        out = np.zeros(n, dtype=np.float32)
+        waiting = self._queued - self._head
+        if not self._started:
+            last = self._queue[-1][0] if self._queue else ""
+            if waiting and (waiting >= self._prebuffer or last in self._ended):
+                self._started = True
+            else:
+                return out
+        k = 0
+        while k < n and self._queue:
+            item, chunk = self._queue[0]
+            take = min(n - k, len(chunk) - self._head)
+            out[k : k + take] = chunk[self._head : self._head + take] / 32768.0
+            k += take
+            self._head += take
+            self._count(self._played, item, take)
+            self.current_item = item
+            if self._head == len(chunk):
+                self._queue.popleft()
+                self._queued -= len(chunk)
+                self._head = 0
+        if k < n:
+            # ran dry: a gap inside an unfinished item is an underrun; wait for the prebuffer again
+            if self.current_item and self.current_item not in self._ended:
+                self.underruns += 1
+            self._started = False
+        return out
+
+    def flush(self) -> None:
+        """Barge-in: drop everything queued; the next pull is silence."""
+        self._queue.clear()
+        self._queued = 0
+        self._head = 0
+        self._started = False
+
+    def played_ms(self, item_id: str) -> int:
+        return self._played.get(item_id, 0) * 1000 // RATE_HZ
+
+    def received_ms(self, item_id: str) -> int:
+        return self._received.get(item_id, 0) * 1000 // RATE_HZ
+
+    @staticmethod
+    def _count(table: OrderedDict[str, int], item: str, n: int) -> None:
+        table[item] = table.get(item, 0) + n
+        table.move_to_end(item)
+        while len(table) > ITEMS_REMEMBERED:
+            table.popitem(last=False)

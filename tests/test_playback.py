@@ -1,0 +1,63 @@
+"""The playback buffer: prebuffering, exact played length per item, instant flush, bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edged.playback import RATE_HZ, Playback
+
+
+def pcm(ms: int, value: int = 1000) -> bytes:
+    return (np.full(RATE_HZ * ms // 1000, value, dtype="<i2")).tobytes()
+
+
+FRAME = RATE_HZ // 100  # 10 ms
+
+
+def test_waits_for_the_prebuffer_then_plays_and_counts_what_was_heard() -> None:
+    pb = Playback(prebuffer_ms=100)
+    pb.push("a", pcm(50))
+    assert not pb.pull(FRAME).any()  # 50 ms < prebuffer: still silent
+    pb.push("a", pcm(150))
+    heard = np.concatenate([pb.pull(FRAME) for _ in range(7)])
+    assert np.allclose(heard, 1000 / 32768)
+    assert pb.played_ms("a") == 70 and pb.received_ms("a") == 200 and pb.current_item == "a"
+
+
+def test_end_of_item_plays_a_short_reply_without_waiting() -> None:
+    pb = Playback(prebuffer_ms=500)
+    pb.push("a", pcm(30))
+    assert not pb.pull(FRAME).any()
+    pb.end_item("a")
+    assert pb.pull(FRAME).any()
+
+
+def test_flush_silences_the_next_frame_and_keeps_the_played_count() -> None:
+    pb = Playback(prebuffer_ms=0)
+    pb.push("a", pcm(1000))
+    for _ in range(25):
+        pb.pull(FRAME)
+    pb.flush()
+    assert not pb.active and not pb.pull(FRAME).any()
+    assert pb.played_ms("a") == 250
+
+
+def test_items_in_sequence_and_partial_frames() -> None:
+    pb = Playback(prebuffer_ms=0)
+    pb.push("a", pcm(15, 100))
+    pb.push("b", pcm(20, 200))
+    out = pb.pull(FRAME * 2)
+    assert np.allclose(out[: FRAME + FRAME // 2], 100 / 32768) and np.allclose(
+        out[FRAME + FRAME // 2 :], 200 / 32768
+    )
+    assert pb.played_ms("a") == 15 and pb.played_ms("b") == 5 and pb.current_item == "b"
+
+
+def test_bounded_and_underruns_counted() -> None:
+    pb = Playback(prebuffer_ms=0, capacity_ms=100)
+    pb.push("a", pcm(80))
+    pb.push("a", pcm(80))
+    assert pb.dropped_samples == RATE_HZ * 60 // 1000 and pb.queued_ms == 100
+    for _ in range(11):
+        pb.pull(FRAME)
+    assert pb.underruns == 1  # ran dry inside an item that had not ended
