@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -146,11 +147,58 @@ class AecConfig:
     )
 
 
+def _text(default: str, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    """The OpenAI Realtime session (GA protocol, server turn detection off: edged decides turns).
+
+    The API key is never in this file: it is read from $OPENAI_API_KEY, the file named by
+    api_key_file, or the systemd credential `openai_api_key`."""
+
+    url: str = _text(
+        "wss://api.openai.com/v1/realtime",
+        "WebSocket endpoint; ws:// only to a loopback host (the local server)",
+    )
+    model: str = _text("gpt-realtime-2.1-mini", "Realtime model")
+    voice: str = _text("marin", "assistant voice (fixed once the session has spoken)")
+    instructions: str = _text(
+        "You are the voice of a kitchen smart speaker. Answer briefly, in one or two spoken sentences.",
+        "system instructions for the assistant",
+    )
+    transcription_model: str = _text(
+        "gpt-4o-mini-transcribe", "model that transcribes the user's turns for the journal; empty: none"
+    )
+    transcription_language: str = _text("", "language hint for that transcript (ISO 639-1), empty: automatic")
+    noise_reduction: str = _choice(
+        "far_field", ("far_field", "near_field", "off"), "the service's own input noise reduction"
+    )
+    api_key_file: str = _text("", "file holding the API key (first line), if not in the environment")
+    idle_disconnect_s: int = _num(120, 5, 86400, "hang up after this long without a turn or a reply (s)")
+    reconnect_min_ms: int = _num(
+        500, 50, 60000, "first reconnect delay; doubles per failure, with jitter (ms)"
+    )
+    reconnect_max_ms: int = _num(30000, 100, 600000, "longest reconnect delay (ms)")
+    bad_key_retry_s: int = _num(300, 10, 86400, "wait after the API key was rejected before trying again (s)")
+    context_turns: int = _num(
+        10, 0, 100, "past turns carried as text into a new session after expiry or a drop"
+    )
+    context_keep_s: int = _num(
+        600, 0, 86400, "conversation older than this is not carried into a new session (s)"
+    )
+    playback_prebuffer_ms: int = _num(
+        100, 0, 2000, "reply audio buffered before the speaker starts: absorbs network jitter (ms)"
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     aec: AecConfig = field(default_factory=AecConfig)
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
 
     def check(self) -> None:
         """Rules that span keys; called after every field passed its own check."""
@@ -165,11 +213,33 @@ class Config:
                 f"detector.hold_probability = {d.hold_probability}: must not exceed "
                 f"detector.start_probability ({d.start_probability})"
             )
+        _check_url(self.realtime.url)
+        if self.realtime.reconnect_min_ms > self.realtime.reconnect_max_ms:
+            raise ConfigError(
+                f"realtime.reconnect_min_ms = {self.realtime.reconnect_min_ms}: must not exceed "
+                f"realtime.reconnect_max_ms ({self.realtime.reconnect_max_ms})"
+            )
         if g.post_roll_ms > g.end_silence_ms:
             raise ConfigError(
                 f"gate.post_roll_ms = {g.post_roll_ms}: must not exceed "
                 f"gate.end_silence_ms ({g.end_silence_ms})"
             )
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_url(url: str) -> None:
+    """wss:// anywhere; plain ws:// only to this machine, so a key never crosses a network unencrypted."""
+    parts = urlsplit(url)
+    if parts.scheme == "wss" and parts.hostname:
+        return
+    if parts.scheme == "ws" and parts.hostname in LOOPBACK_HOSTS:
+        return
+    raise ConfigError(
+        f"realtime.url = {url!r}: must be a wss:// URL, or ws:// to a loopback host "
+        f"({', '.join(LOOPBACK_HOSTS)})"
+    )
 
 
 def _allowed(f: dataclasses.Field, kind: type) -> str:
@@ -178,6 +248,8 @@ def _allowed(f: dataclasses.Field, kind: type) -> str:
         return "one of " + ", ".join(repr(c) for c in md["choices"])
     if kind is bool:
         return "true or false"
+    if kind is str:
+        return "text"
     name = "an integer" if kind is int else "a number"
     if "min" in md:
         return f"{name} from {md['min']} to {md['max']}"
@@ -309,7 +381,7 @@ def render_documented(cfg: Config) -> str:
         lines += [f"  # {line}" for line in textwrap.wrap(doc, 96)]
         for path, _default, allowed, kdoc in describe(section, f.name):
             key = path.split(".")[-1]
-            value = yaml.safe_dump(values[f.name][key], default_flow_style=True).strip()
+            value = yaml.safe_dump(values[f.name][key], default_flow_style=True, width=10**6).strip()
             value = value.removesuffix("\n...").strip()
             lines.append(f"  # {kdoc}. Allowed: {allowed}.")
             lines.append(f"  {key}: {value}")
@@ -337,6 +409,7 @@ __all__ = [
     "ConfigError",
     "DetectorConfig",
     "GateConfig",
+    "RealtimeConfig",
     "apply_override",
     "describe",
     "load_config",

@@ -173,3 +173,12 @@ def test_installed_command_exits_78_without_traceback(tmp_path: Path) -> None:
     assert r.returncode == EX_CONFIG
     assert "Traceback" not in r.stderr
     assert "gate.min_speech_ms = -5: must be an integer from 0 to 5000" in r.stderr
+
+
+def test_realtime_url_must_be_wss_or_loopback(tmp_path: Path) -> None:
+    assert load_config(None, ["realtime.url=ws://127.0.0.1:8765/v1/realtime"]).realtime.url.startswith(
+        "ws://"
+    )
+    for url in ("ws://example.com/v1/realtime", "http://127.0.0.1/", "wss://"):
+        with pytest.raises(ConfigError, match=r"realtime\.url = .*wss://"):
+            load_config(None, [f"realtime.url={url}"])
