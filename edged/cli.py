@@ -53,6 +53,50 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--seconds", type=float, default=None, help="how long to listen (default 20 s)")
     cal.add_argument("--input", metavar="WAV", help="a recording of the room instead of the microphone")
 
+    ls = sub.add_parser(
+        "local-server",
+        help="serve the Realtime protocol (GA) on loopback for development, tests and the demo",
+    )
+    ls.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ls.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
+    ls.add_argument(
+        "--pace",
+        type=float,
+        default=4.0,
+        help="reply audio speed, multiple of real time; 0 = no pacing (default 4)",
+    )
+    ls.add_argument(
+        "--chunk-ms", type=int, default=100, help="audio per response.output_audio.delta (default 100)"
+    )
+    ls.add_argument(
+        "--latency-ms", type=float, default=0.0, help="wait before the first audio delta (default 0)"
+    )
+    ls.add_argument("--slow-ms", type=float, default=0.0, help="fault: extra delay before every audio delta")
+    ls.add_argument(
+        "--max-session-s",
+        type=float,
+        default=3600.0,
+        help="send session_expired after this long (default 3600)",
+    )
+    ls.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="ACTION[:ARG]@TRIGGER[:N]",
+        help="fire once, in order given: drop|close[:CODE]|error[:CODE]|session_expired|malformed[:KIND] "
+        "@connect|commit|response|delta:N, e.g. drop@delta:5 (repeatable)",
+    )
+    ls.add_argument(
+        "--transcript",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="next user transcription (repeatable)",
+    )
+    ls.add_argument(
+        "--api-key-env", metavar="VAR", help="accept only the key in this environment variable (else any key)"
+    )
+
     c = sub.add_parser("config", help="validate or print configuration")
     csub = c.add_subparsers(dest="config_command", required=True)
     chk = csub.add_parser("check", parents=[common], help="validate a config file")
@@ -101,6 +145,48 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_server(args: argparse.Namespace) -> int:
+    """Runs until Ctrl-C/SIGTERM; prints the URL on stdout so a script can start it with --port 0."""
+    import logging
+    import os
+
+    from .realtime.local_server import Fault, serve
+    from .wavio import EX_UNAVAILABLE
+
+    try:
+        faults = [Fault.parse(spec) for spec in args.fault]
+    except (TypeError, ValueError) as e:
+        print(f"edged: --fault: {e}", file=sys.stderr)
+        return 64  # EX_USAGE
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.api_key_env and not api_key:
+        print(f"edged: --api-key-env: {args.api_key_env} is not set", file=sys.stderr)
+        return EX_CONFIG
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(
+            args.host,
+            args.port,
+            on_ready=lambda server: print(server.url, flush=True),
+            api_key=api_key,
+            pace=args.pace,
+            chunk_ms=args.chunk_ms,
+            latency_ms=args.latency_ms,
+            slow_frames_ms=args.slow_ms,
+            max_session_s=args.max_session_s,
+            faults=faults,
+            transcripts=args.transcript,
+        )
+    except ValueError as e:
+        print(f"edged: local-server: {e}", file=sys.stderr)
+        return 64
+    except OSError as e:
+        print(f"edged: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    return 0
+
+
 def _config_cmd(args: argparse.Namespace) -> int:
     if args.config_command == "check":
         _config(args, args.file)
@@ -116,7 +202,13 @@ def _config_cmd(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"replay": _replay, "demo": _demo, "calibrate": _calibrate, "config": _config_cmd}
+    handlers = {
+        "replay": _replay,
+        "demo": _demo,
+        "calibrate": _calibrate,
+        "local-server": _local_server,
+        "config": _config_cmd,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as e:
