@@ -1,0 +1,197 @@
+"""The Realtime session over a real WebSocket against edged's local server: turns, faults, barge-in, tools."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from conformance import validate_client_event
+
+from edged.config import RealtimeConfig
+from edged.playback import Playback
+from edged.realtime.core import Link
+from edged.realtime.local_server import LocalRealtimeServer
+from edged.realtime.session import RealtimeSession
+from edged.tools import BUILTINS, Timers, Toolbox, ToolContext
+
+KEY = "sk-local-test-0123456789"
+
+
+def speech_b64(ms: int, seed: int) -> str:
+    """Deterministic non-silent PCM16 at 24 kHz (content does not matter to the server)."""
+    rng = np.random.default_rng(seed)
+    pcm = (rng.standard_normal(24 * ms) * 3000).astype("<i2").tobytes()
+    return base64.b64encode(pcm).decode()
+
+
+async def until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def make_session(server: LocalRealtimeServer, **kw) -> RealtimeSession:
+    cfg = RealtimeConfig(url=server.url, reconnect_min_ms=50, reconnect_max_ms=200, **kw.pop("cfg", {}))
+    return RealtimeSession(cfg, kw.pop("key", KEY), Playback(prebuffer_ms=0), **kw)
+
+
+def speak_turn(s: RealtimeSession, chunks: list[str], barge_in: bool = False) -> None:
+    s.turn_started(barge_in)
+    for ch in chunks:
+        s.turn_audio(ch, len(base64.b64decode(ch)) / 48)
+    s.turn_committed()
+
+
+def sha(chunks: list[str]) -> str:
+    return hashlib.sha256(b"".join(base64.b64decode(c) for c in chunks)).hexdigest()
+
+
+async def test_a_turn_is_answered_with_speech_and_accounted() -> None:
+    async with LocalRealtimeServer(pace=0) as server:
+        s = make_session(server)
+        s.start()
+        assert server.records == [] or len(server.records) == 0  # lazy: nothing before speech
+        chunks = [speech_b64(100, k) for k in range(5)]
+        speak_turn(s, chunks)
+        await until(lambda: len(s.turns_done) == 1)
+        done = s.turns_done[0]
+        assert done.status == "completed" and done.uploaded_ms == pytest.approx(500)
+        assert done.commit_to_audio_ms is not None and done.commit_to_audio_ms >= 0
+        assert done.usage and done.usage[0]["input_token_details"]["audio_tokens"] >= 5
+        rec = server.records[0]
+        assert [c.sha256 for c in rec.commits] == [sha(chunks)]
+        update = rec.received("session.update")[0]
+        assert update["session"]["audio"]["input"]["turn_detection"] is None
+        assert s.playback.received_ms(s.playback._queue[0][0]) > 1000  # a real spoken reply queued
+        await s.stop()
+
+
+async def test_drop_at_commit_resends_the_whole_turn_on_a_new_connection() -> None:
+    async with LocalRealtimeServer(pace=0, faults=["drop@commit"]) as server:
+        s = make_session(server)
+        s.start()
+        chunks = [speech_b64(100, k) for k in range(4)]
+        speak_turn(s, chunks)
+        await until(lambda: len(s.turns_done) == 1)
+        assert len(server.records) == 2 and server.records[0].faults_fired
+        assert [c.sha256 for c in server.records[1].commits] == [sha(chunks)]
+        assert s.core.reconnects == 1
+        await s.stop()
+
+
+async def test_drop_mid_stream_of_audio_keeps_the_turn() -> None:
+    async with LocalRealtimeServer(pace=0) as server:
+        s = make_session(server)
+        s.start()
+        chunks = [speech_b64(100, k) for k in range(6)]
+        s.turn_started(False)
+        for ch in chunks[:3]:
+            s.turn_audio(ch, 100)
+        await until(lambda: bool(server.records) and server.records[0].appended_bytes >= 3 * 4800)
+        await server.drop_connections()
+        for ch in chunks[3:]:
+            s.turn_audio(ch, 100)
+        s.turn_committed()
+        await until(lambda: len(s.turns_done) == 1)
+        assert [c.sha256 for c in server.records[-1].commits] == [sha(chunks)]
+        await s.stop()
+
+
+async def test_session_expired_opens_a_new_session_seeded_with_the_conversation() -> None:
+    async with LocalRealtimeServer(pace=0, transcripts=["what can you cook"]) as server:
+        s = make_session(server)
+        s.start()
+        speak_turn(s, [speech_b64(200, 1)])
+        await until(lambda: len(s.turns_done) == 1)
+        await server.expire_sessions()
+        await until(lambda: s.core.link is Link.DOWN)
+        speak_turn(s, [speech_b64(200, 2)])
+        await until(lambda: len(s.turns_done) == 2)
+        seeded = server.records[1].received("conversation.item.create")
+        texts = [(e["item"]["role"], e["item"]["content"][0]["text"]) for e in seeded]
+        assert texts[0] == ("user", "what can you cook")
+        assert texts[1][0] == "assistant" and len(texts[1][1]) > 10
+        await s.stop()
+
+
+async def test_a_rejected_key_is_reported_and_not_retried_in_a_loop(caplog: pytest.LogCaptureFixture) -> None:
+    async with LocalRealtimeServer(pace=0, api_key="sk-the-right-one") as server:
+        s = make_session(server, cfg={"bad_key_retry_s": 10})
+        s.start()
+        with caplog.at_level(logging.INFO):
+            speak_turn(s, [speech_b64(200, 1)])
+            await until(lambda: any("rejected" in r.getMessage() for r in caplog.records))
+            await asyncio.sleep(0.5)
+        assert len(server.records) == 1  # no second attempt within the 10 s wait
+        assert KEY not in caplog.text
+        await s.stop()
+
+
+async def test_barge_in_silences_at_once_then_cancels_and_truncates_at_what_was_played() -> None:
+    async with LocalRealtimeServer(pace=1.0, chunk_ms=50) as server:
+        s = make_session(server)
+        s.start()
+        speak_turn(s, [speech_b64(300, 1)])
+        await until(lambda: s.playback.queued_ms >= 200)
+        item = s.playback._queue[0][0]
+        for _ in range(15):  # the speaker plays 150 ms of the 200 ms already here
+            s.playback.pull(240)
+        played = s.playback.played_ms(item)
+        assert played == 150
+        speak_turn(s, [speech_b64(300, 2)], barge_in=True)
+        assert not s.playback.pull(240).any()  # silent within the same frame
+        await until(lambda: len(server.records[0].truncations) == 1)
+        assert server.records[0].truncations[0]["audio_end_ms"] == played
+        assert server.records[0].received("response.cancel")
+        await until(lambda: len(server.records[0].commits) == 2)
+        await s.stop()
+
+
+async def test_function_call_round_trip_with_the_built_in_clock() -> None:
+    script = [{"call": "current_time", "arguments": {}}]
+    async with LocalRealtimeServer(pace=0, script=script) as server:
+        box = Toolbox(BUILTINS)
+        ctx = ToolContext(
+            now=lambda: datetime(2026, 11, 23, 7, 30, tzinfo=UTC), monotonic_s=lambda: 0.0, timers=Timers()
+        )
+
+        async def run_tool(name: str, args: str) -> str:
+            return await box.call(name, args, ctx, timeout_s=1.0)
+
+        s = make_session(server, tools=tuple(box.declarations()), run_tool=run_tool)
+        s.start()
+        speak_turn(s, [speech_b64(200, 1)])
+        await until(lambda: len(s.turns_done) == 1)
+        outputs = server.records[0].function_outputs
+        assert len(outputs) == 1 and "07:30" in outputs[0]["output"]
+        assert len(s.turns_done[0].usage) == 2  # the call, then the spoken answer
+        await s.stop()
+
+
+async def test_trace_has_every_event_without_audio_or_key() -> None:
+    async with LocalRealtimeServer(pace=0) as server:
+        trace = io.StringIO()
+        s = make_session(server, trace=trace)
+        s.start()
+        speak_turn(s, [speech_b64(200, 1)])
+        await until(lambda: len(s.turns_done) == 1)
+        await s.stop()
+    lines = [json.loads(x) for x in trace.getvalue().splitlines()]
+    out = [x["event"] for x in lines if x["dir"] == "out"]
+    assert [e["type"] for e in out][:2] == ["session.update", "input_audio_buffer.append"]
+    for e in out:
+        validate_client_event({**e, "audio": "AAAA"} if "audio" in e else e)
+    assert any(x["event"]["type"] == "response.output_audio.delta" for x in lines if x["dir"] == "in")
+    assert KEY not in trace.getvalue()
+    assert all("bytes>" in e["audio"] for e in out if "audio" in e)
