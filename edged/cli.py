@@ -45,7 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--clean-out", metavar="OUT.wav", help="write the audio that would be uploaded (24 kHz)")
     r.add_argument("--plot", metavar="OUT.png", help="draw waveform, levels, decisions and turns")
 
-    sub.add_parser("demo", parents=[common], help="replay the bundled kitchen recording and score it")
+    d = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="a bundled conversation through the whole device against the local server (no mic, no key)",
+    )
+    d.add_argument("--speed", type=float, default=4.0, help="times faster than real time (default 4)")
+    d.add_argument("--out", metavar="OUT.wav", help="write what the speaker played (24 kHz)")
+    d.add_argument("--trace", metavar="FILE.jsonl", help="write every client and server event, audio elided")
+    d.add_argument(
+        "--echo-db",
+        type=float,
+        default=10.0,
+        help="the speaker's echo over the user's speech level at the microphone (dB, default 10)",
+    )
+    d.add_argument("--detect-only", action="store_true", help="only score the detector on the recording")
 
     cal = sub.add_parser(
         "calibrate", parents=[common], help="measure the room's noise and suggest detector thresholds (YAML)"
@@ -132,9 +146,15 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_conversation_demo, run_demo
 
-    return run_demo(_config(args))
+    cfg = _config(args)
+    if args.detect_only:
+        return run_demo(cfg)
+    if not 0.25 <= args.speed <= 50:
+        print(f"edged: --speed {args.speed}: must be from 0.25 to 50", file=sys.stderr)
+        return 64
+    return run_conversation_demo(cfg, args.speed, args.out, args.trace, args.echo_db)
 
 
 def _calibrate(args: argparse.Namespace) -> int:

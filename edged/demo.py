@@ -14,6 +14,7 @@ from typing import Any
 from .config import Config
 from .replay import format_table, replay_file
 from .scoring import score
+from .wavio import read_mono, write_pcm16
 
 DEMO_WAV = "demo_kitchen.wav"
 DEMO_LABELS = "demo_kitchen.json"
@@ -49,3 +50,58 @@ def run_demo(cfg: Config) -> int:
         f" ({100 * s['upload_share']:.0f} %); the sentences themselves last {speech_ms / 1000:.1f} s"
     )
     return 0
+
+
+def run_conversation_demo(
+    cfg: Config, speed: float, out_wav: str | None, trace_path: str | None, echo_db: float
+) -> int:
+    """The bundled recording as a conversation with the local server, barge-ins included."""
+    import asyncio
+    import contextlib
+
+    from .conversation import format_conversation, run_conversation
+    from .playback import RATE_HZ as PLAY_RATE_HZ
+
+    wav, labels = demo_files()
+    with resources.as_file(wav) as path:
+        user, _rate = read_mono(path)  # bundled at 16 kHz
+    n, secs = len(labels["utterances"]), labels["duration_s"]
+    print(f"A conversation: {n} sentences spoken in a kitchen ({secs:.1f} s), the device answering")
+    print(f"through edged's local Realtime server; its voice comes back into the microphone {echo_db:g} dB")
+    print("louder than the user's, and the user does not always wait for it to finish.\n")
+    with contextlib.ExitStack() as stack:
+        trace = stack.enter_context(open(trace_path, "w", encoding="utf-8")) if trace_path else None
+        gain_db = _speech_dbfs(user, labels) + echo_db - _reply_dbfs()
+        res = asyncio.run(run_conversation(cfg, user, speed=speed, echo_gain_db=gain_db, trace=trace))
+    _end_of_speech(res, labels)
+    print(format_conversation(res, speed))
+    if out_wav:
+        write_pcm16(out_wav, res.speaker, PLAY_RATE_HZ)
+        print(f"the speaker's output: {out_wav}")
+    return 0
+
+
+def _end_of_speech(res: Any, labels: dict[str, Any]) -> None:
+    """End of speech from the labels: the last labelled speech segment the turn heard end."""
+    for row in res.turns:
+        ends = [e for u in labels["utterances"] for _s, e in u["speech"] if row.start_s < e <= row.commit_s]
+        if ends:
+            row.speech_end_s = max(ends)
+
+
+def _speech_dbfs(user: Any, labels: dict[str, Any]) -> float:
+    import numpy as np
+
+    mask = np.zeros(len(user), bool)
+    for u in labels["utterances"]:
+        mask[int(u["start_s"] * 16000) : int(u["end_s"] * 16000)] = True
+    return float(10 * np.log10(np.mean(user[mask] ** 2) + 1e-12))
+
+
+def _reply_dbfs() -> float:
+    import numpy as np
+
+    from .realtime.local_voice import bundled_replies
+
+    pcm = np.concatenate([np.frombuffer(r.pcm, "<i2") for r in bundled_replies()]) / 32768.0
+    return float(10 * np.log10(np.mean(pcm**2) + 1e-12))

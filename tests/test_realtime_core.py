@@ -294,6 +294,8 @@ def test_barge_in_stops_the_speaker_first_then_cancels_and_truncates_at_what_was
     assert ev[1]["item_id"] == "item_a" and ev[1]["audio_end_ms"] == 640
     for e in ev:
         validate_client_event(e)
+    # audio of the interrupted reply still in flight never restarts the speaker
+    assert core.server_message(905, audio_delta(item="item_a")) == []
     # the new turn is held until the cancelled response is done, then goes out whole
     assert core.turn_audio(910, b64_ms(100), 100) == []
     assert core.turn_audio(920, b64_ms(100), 100) == []

@@ -143,6 +143,7 @@ class SessionCore:
         self._queue: deque[_Turn] = deque(maxlen=4)  # finished turns waiting for the previous answer
         self._turns = 0
         self._response: str = ""  # the active response id
+        self._silenced: str = ""  # the response the user interrupted: its late audio is dropped
         self._response_pending = False  # response.create sent, not yet created
         self._calls_pending: set[str] = set()
         self._outputs_ready: list[dict[str, Any]] = []
@@ -161,6 +162,8 @@ class SessionCore:
         out: list[Command] = []
         if barge_in or playing_item:
             out.append(StopPlayback())
+            # the rest of this reply, still arriving, must not restart the speaker
+            self._silenced = self._response or self._silenced
             if self.link is Link.UP:
                 if self._response:
                     out.append(Send(self.ev.response_cancel()))
@@ -411,13 +414,15 @@ class SessionCore:
             case p.ResponseCreated(rid):
                 self._response = rid
                 self._response_pending = False
-            case p.AudioDelta(_, item, pcm):
+            case p.AudioDelta(rid, item, pcm):
+                if rid == self._silenced:
+                    return []
                 if t is not None and not t.heard_reply:
                     t.heard_reply = True
                     t.first_audio_ms = now_ms
                 return [Play(item, pcm)]
-            case p.AudioDone(_, item):
-                return [EndItem(item)]
+            case p.AudioDone(rid, item):
+                return [] if rid == self._silenced else [EndItem(item)]
             case p.UserTranscript(_, text):
                 self._remember(now_ms, "user", text)
                 return [Log("info", f"user: {text}")]

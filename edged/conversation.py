@@ -1,0 +1,214 @@
+"""A whole conversation in software: the bundled recording talks to the local server.
+
+The device's loop closed without hardware (DESIGN: "a room in software"): each
+10 ms the speaker plays what the playback buffer holds, that sound goes through
+a room response into the microphone on top of the recorded user, the frame loop
+(echo canceller, detector, gate) decides, and the Realtime session carries the
+turns over a real WebSocket to edged's local server, whose spoken replies come
+back into the playback buffer. The user in the recording does not wait for the
+replies, so some sentences interrupt the device: barge-in, for real.
+
+The sample clock drives everything; `speed` is how much faster than real time
+it runs (the local server paces its audio to match), so latencies are reported
+on the conversation's own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass, field, replace
+from typing import TextIO
+
+import numpy as np
+from scipy.signal import lfilter
+
+from .config import Config
+from .cost import always_streaming_usd, cost_usd, parse_usage, prices_for
+from .frames import FRAME_MS, RATE_HZ
+from .gate import Commit, Discard, Start
+from .pipeline import Pipeline
+from .playback import RATE_HZ as PLAY_RATE_HZ
+from .playback import Playback
+from .realtime.core import TurnDone
+from .realtime.local_server import LocalRealtimeServer
+from .realtime.session import RealtimeSession
+from .resample import StreamingResampler
+
+PLAY_FRAME = PLAY_RATE_HZ * FRAME_MS // 1000
+BATCH_FRAMES = 5  # frames run between yields to the network
+DRAIN_MS = 6000  # after the recording ends, let the last reply play out
+
+
+class Room:
+    """Speaker → microphone: a fixed synthetic room response (direct path plus a decaying
+    diffuse tail, RT60 about 0.3 s), streaming, at the microphone's rate."""
+
+    def __init__(self, echo_gain_db: float, seed: int = 3) -> None:
+        rng = np.random.default_rng(seed)
+        n = int(0.25 * RATE_HZ)
+        t = np.arange(n) / RATE_HZ
+        h = rng.standard_normal(n) * np.exp(-6.9 * t / 0.3) * 0.15
+        h[:32] = 0.0
+        h[32] = 1.0  # 2 ms: the speaker sits a few cm from the microphone
+        self.h = (h / np.sqrt(np.sum(h**2)) * 10 ** (echo_gain_db / 20)).astype(np.float64)
+        self._zi = np.zeros(n - 1)
+        self._rs = StreamingResampler(PLAY_RATE_HZ, RATE_HZ)
+
+    def process(self, played_24k: np.ndarray) -> np.ndarray:
+        x = self._rs.process(played_24k)
+        y, self._zi = lfilter(self.h, [1.0], x, zi=self._zi)
+        return y.astype(np.float32)
+
+
+@dataclass
+class TurnRow:
+    number: int
+    start_s: float
+    speech_end_s: float
+    commit_s: float
+    barge_in: bool
+    uploaded_s: float
+    decided_s: float = 0.0  # when the gate opened the turn (on barge-in: when the speaker stopped)
+    commit_to_audio_ms: float | None = None
+    tokens: int = 0
+    usd: float = 0.0
+    status: str = "pending"
+
+
+@dataclass
+class ConversationResult:
+    turns: list[TurnRow] = field(default_factory=list)
+    duration_s: float = 0.0
+    speaker: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    discards: int = 0
+    always_streaming_usd: float = 0.0  # the user-audio input of sending the whole recording
+    uploaded_usd: float = 0.0  # the same for what edged sent
+    reconnects: int = 0
+
+
+async def run_conversation(
+    cfg: Config,
+    user: np.ndarray,
+    *,
+    speed: float = 4.0,
+    echo_gain_db: float = 0.0,
+    trace: TextIO | None = None,
+) -> ConversationResult:
+    """Play `user` (16 kHz mono) into the closed loop; returns each turn and the speaker's output."""
+    prices = prices_for(cfg.realtime.model)
+    result = ConversationResult(duration_s=len(user) / RATE_HZ)
+    frame = RATE_HZ * FRAME_MS // 1000
+    position_ms = [0.0]
+    rows: dict[int, TurnRow] = {}
+
+    def turn_done(done: TurnDone) -> None:
+        row = rows.get(done.turn)
+        if row is None:
+            return
+        row.commit_to_audio_ms = done.commit_to_audio_ms
+        usage = [parse_usage(u) for u in done.usage]
+        row.tokens = sum(u.total_tokens for u in usage)
+        row.usd = sum(cost_usd(u, prices) for u in usage)
+        row.status = done.status
+
+    async with LocalRealtimeServer(pace=speed) as server:
+        rt = cfg.realtime
+        session_cfg = replace(rt, url=server.url)
+        playback = Playback(prebuffer_ms=rt.playback_prebuffer_ms)
+        session = RealtimeSession(
+            session_cfg,
+            "local-demo",
+            playback,
+            on_turn_done=turn_done,
+            trace=trace,
+            clock_ms=lambda: position_ms[0],
+        )
+        session.start()
+        pipeline = Pipeline(cfg, RATE_HZ, PLAY_RATE_HZ)
+        room = Room(echo_gain_db)
+        speaker: list[np.ndarray] = []
+        total = len(user) + DRAIN_MS * RATE_HZ // 1000
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        session_turns = 0
+        for k, n in enumerate(range(0, total - frame + 1, frame)):
+            played = playback.pull(PLAY_FRAME)
+            speaker.append(played)
+            mic = user[n : n + frame] if n + frame <= len(user) else np.zeros(frame, np.float32)
+            mic = mic + room.process(played)
+            for res in pipeline.process(mic, played):
+                uploads = iter(res.uploads)
+                for a in res.actions:
+                    if isinstance(a, Start):
+                        session_turns += 1
+                        session.turn_started(a.barge_in)
+                        rows[session_turns] = TurnRow(
+                            session_turns,
+                            pipeline.to_input_ms(a.upload_start) / 1000,
+                            0,
+                            0,
+                            a.barge_in,
+                            0,
+                            decided_s=(a.at + pipeline.delay_samples + frame) / RATE_HZ,
+                        )
+                    elif isinstance(a, Commit):
+                        last = next(uploads, "")
+                        if last:
+                            session.turn_audio(last, _ms(last))
+                        session.turn_committed()
+                        row = rows[session_turns]
+                        row.speech_end_s = pipeline.to_input_ms(a.speech_end) / 1000
+                        row.commit_s = pipeline.to_input_ms(a.at) / 1000
+                        row.uploaded_s = a.uploaded_samples / RATE_HZ
+                    elif isinstance(a, Discard):
+                        session.turn_discarded()
+                        rows.pop(session_turns, None)
+                        result.discards += 1
+                    else:  # Append
+                        b = next(uploads, "")
+                        if b:
+                            session.turn_audio(b, _ms(b))
+            position_ms[0] = (n + frame) * 1000 / RATE_HZ
+            if k % BATCH_FRAMES == BATCH_FRAMES - 1:
+                # keep the loop at `speed` × real time, and let the network run
+                ahead = t0 + position_ms[0] / 1000 / speed - loop.time()
+                await asyncio.sleep(max(0.0, ahead))
+        await session.stop()
+        result.speaker = np.concatenate(speaker) if speaker else np.zeros(0, np.float32)
+        result.reconnects = session.core.reconnects
+    result.turns = [rows[k] for k in sorted(rows)]
+    result.always_streaming_usd = always_streaming_usd(result.duration_s, prices)
+    result.uploaded_usd = always_streaming_usd(sum(r.uploaded_s for r in result.turns), prices)
+    return result
+
+
+def _ms(audio_b64: str) -> float:
+    return len(base64.b64decode(audio_b64)) / 2 * 1000 / PLAY_RATE_HZ
+
+
+def format_conversation(res: ConversationResult, speed: float) -> str:
+    lines = [
+        f"{'turn':>4}  {'speech':>13}  {'end→commit':>10}  {'commit→reply':>12}  {'uploaded':>8}  "
+        f"{'tokens':>6}  {'cost':>9}  barge-in",
+    ]
+    for r in res.turns:
+        reply = f"{r.commit_to_audio_ms:.0f} ms" if r.commit_to_audio_ms is not None else r.status
+        end_to_commit_ms = 1000 * (r.commit_s - r.speech_end_s)
+        lines.append(
+            f"{r.number:>4}  {r.start_s:5.2f}–{r.speech_end_s:5.2f} s  {end_to_commit_ms:7.0f} ms"
+            f"  {reply:>12}  {r.uploaded_s:6.2f} s  {r.tokens:>6}  ${r.usd:.5f}"
+            f"  {'yes' if r.barge_in else ''}"
+        )
+    total = sum(r.usd for r in res.turns)
+    up = sum(r.uploaded_s for r in res.turns)
+    lines.append("")
+    lines.append(
+        f"replies: {len(res.turns)} turns, ${total:.4f} in all (the conversation is re-billed each turn)"
+    )
+    lines.append(
+        f"audio sent: {up:.1f} s of {res.duration_s:.1f} s recorded, ${res.uploaded_usd:.4f}; streaming"
+        f" everything would have sent {res.duration_s:.1f} s, ${res.always_streaming_usd:.4f}"
+    )
+    lines.append(f"clock: the conversation ran at {speed:g}× real time; latencies are on its own clock")
+    return "\n".join(lines)

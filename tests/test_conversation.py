@@ -1,0 +1,49 @@
+"""The closed loop: recorded user → room → frame loop → session → local server → speaker → room."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edged.config import Config
+from edged.conversation import format_conversation, run_conversation
+from edged.playback import RATE_HZ as PLAY_RATE_HZ
+
+
+async def test_a_conversation_with_a_barge_in(demo_audio, demo_labels) -> None:
+    user, rate = demo_audio
+    assert rate == 16000
+    user = user[: 18 * rate]  # three sentences: 2.25–5.78, 8.93–11.48, 14.47–17.00 s
+    res = await run_conversation(Config(), user, speed=8.0, echo_gain_db=-4.0)
+    answered = [t for t in res.turns if t.status in ("completed", "cancelled")]
+    assert len(answered) >= 3, format_conversation(res, 8.0)
+    first = res.turns[0]
+    assert first.start_s < 2.25 < first.commit_s and not first.barge_in
+    # the second sentence starts while the first reply (3.2–3.5 s long) is still playing
+    assert any(t.barge_in and 8.0 < t.start_s < 9.5 for t in res.turns), format_conversation(res, 8.0)
+    assert all(t.tokens > 0 and t.usd > 0 for t in answered)
+    speaker = res.speaker
+    frame = PLAY_RATE_HZ // 100
+    loud = np.sqrt(np.mean(speaker[: len(speaker) // frame * frame].reshape(-1, frame) ** 2, axis=1)) > 1e-3
+    assert loud.sum() * 10 > 2000  # seconds of reply speech were played
+    barge = next(t for t in res.turns if t.barge_in)
+    # the speaker was playing when the user cut in, and is silent from the next frame on
+    k = round(barge.decided_s * 100)
+    assert loud[k - 30 : k].any() and not loud[k + 1 : k + 30].any()
+    assert res.uploaded_usd < res.always_streaming_usd
+
+
+def test_demo_command_writes_the_speaker_and_the_trace(tmp_path, capsys) -> None:
+    import json
+
+    from edged.cli import main
+    from edged.wavio import read_mono
+
+    out, trace = tmp_path / "speaker.wav", tmp_path / "trace.jsonl"
+    assert main(["demo", "--speed", "50", "--out", str(out), "--trace", str(trace)]) == 0
+    text = capsys.readouterr().out
+    assert "commit→reply" in text and "streaming everything would have sent 54.5 s" in text
+    speaker, rate = read_mono(out)
+    assert rate == PLAY_RATE_HZ and len(speaker) > 54 * rate and np.abs(speaker).max() > 0.05
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    kinds = {e["event"]["type"] for e in events}
+    assert {"session.update", "input_audio_buffer.commit", "response.output_audio.delta"} <= kinds
