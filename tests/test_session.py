@@ -195,3 +195,25 @@ async def test_trace_has_every_event_without_audio_or_key() -> None:
     assert any(x["event"]["type"] == "response.output_audio.delta" for x in lines if x["dir"] == "in")
     assert KEY not in trace.getvalue()
     assert all("bytes>" in e["audio"] for e in out if "audio" in e)
+
+
+async def test_malformed_frames_and_error_events_are_logged_and_the_turn_survives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    faults = [
+        "malformed:not_json@delta:2",
+        "malformed:missing_field@delta:3",
+        "error:rate_limit_exceeded@delta:4",
+    ]
+    async with LocalRealtimeServer(pace=0, faults=faults) as server:
+        s = make_session(server)
+        s.start()
+        with caplog.at_level(logging.INFO):
+            speak_turn(s, [speech_b64(200, 1)])
+            await until(lambda: len(s.turns_done) == 1)
+        assert s.turns_done[0].status == "completed" and len(server.records) == 1
+        assert sum("malformed server event skipped" in r.getMessage() for r in caplog.records) == 2
+        mine = [r.getMessage() for r in caplog.records if r.name == "edged.realtime"]
+        errors = [m for m in mine if "rate_limit_exceeded" in m]
+        assert errors and "[event_" in errors[0]  # logged with the server's event_id
+        await s.stop()
