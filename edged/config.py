@@ -194,11 +194,55 @@ class RealtimeConfig:
 
 
 @dataclass(frozen=True)
+class ToolsConfig:
+    """Functions the assistant may call: built-ins, or tools installed under the `edged.tools`
+    entry-point group. A tool that fails or times out returns an error to the model."""
+
+    enabled: tuple[str, ...] = field(
+        default=("current_time", "set_timer", "cancel_timer", "list_timers"),
+        metadata={"doc": "names of the tools offered to the assistant, in order"},
+    )
+    timeout_s: float = _num(10.0, 0.1, 300.0, "a tool call still running after this returns an error (s)")
+
+
+@dataclass(frozen=True)
+class PriceConfig:
+    """USD per 1M tokens."""
+
+    text_in: float = _num(0.0, 0.0, 1000.0, "text input")
+    text_in_cached: float = _num(0.0, 0.0, 1000.0, "cached text input")
+    text_out: float = _num(0.0, 0.0, 1000.0, "text output")
+    audio_in: float = _num(0.0, 0.0, 1000.0, "audio input")
+    audio_in_cached: float = _num(0.0, 0.0, 1000.0, "cached audio input")
+    audio_out: float = _num(0.0, 0.0, 1000.0, "audio output")
+
+
+def _default_prices() -> dict[str, PriceConfig]:
+    from .cost import DEFAULT_PRICES
+
+    return {m: PriceConfig(**dataclasses.asdict(p)) for m, p in DEFAULT_PRICES.items()}
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """Money: every reply's usage is priced and booked per day; at the daily budget edged stops
+    opening sessions until the next day (and says so in the journal)."""
+
+    daily_budget_usd: float = _num(0.0, 0.0, 100000.0, "most spent per day; 0: no limit (USD)")
+    prices: dict[str, PriceConfig] = field(
+        default_factory=_default_prices,
+        metadata={"doc": "price table per model, USD per 1M tokens (the model in use must be listed)"},
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     aec: AecConfig = field(default_factory=AecConfig)
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
 
     def check(self) -> None:
         """Rules that span keys; called after every field passed its own check."""
@@ -214,6 +258,19 @@ class Config:
                 f"detector.start_probability ({d.start_probability})"
             )
         _check_url(self.realtime.url)
+        if self.realtime.model not in self.cost.prices:
+            raise ConfigError(
+                f"realtime.model = {self.realtime.model!r}: cost.prices has no entry for it "
+                f"(listed: {', '.join(sorted(self.cost.prices))})"
+            )
+        for model, price in self.cost.prices.items():
+            for kind in ("text_in", "audio_in"):
+                if getattr(price, f"{kind}_cached") > getattr(price, kind):
+                    raise ConfigError(
+                        f"cost.prices.{model}.{kind}_cached = {getattr(price, f'{kind}_cached')}: "
+                        f"must not exceed {kind} ({getattr(price, kind)})"
+                    )
+        _check_tools(self.tools.enabled)
         if self.realtime.reconnect_min_ms > self.realtime.reconnect_max_ms:
             raise ConfigError(
                 f"realtime.reconnect_min_ms = {self.realtime.reconnect_min_ms}: must not exceed "
@@ -229,6 +286,16 @@ class Config:
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
+def _check_tools(names: tuple[str, ...]) -> None:
+    """Enabled tools must exist now, not at the assistant's first call."""
+    from .tools import ToolError, discover
+
+    try:
+        discover().select(names)
+    except ToolError as e:
+        raise ConfigError(f"tools.enabled = {list(names)!r}: {e}") from None
+
+
 def _check_url(url: str) -> None:
     """wss:// anywhere; plain ws:// only to this machine, so a key never crosses a network unencrypted."""
     parts = urlsplit(url)
@@ -242,8 +309,13 @@ def _check_url(url: str) -> None:
     )
 
 
-def _allowed(f: dataclasses.Field, kind: type) -> str:
+def _allowed(f: dataclasses.Field, kind: Any) -> str:
     md = f.metadata
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        return "a list of names"
+    if origin is dict:
+        return "a mapping of model name to " + ", ".join(x.name for x in dataclasses.fields(PriceConfig))
     if "choices" in md:
         return "one of " + ", ".join(repr(c) for c in md["choices"])
     if kind is bool:
@@ -256,7 +328,7 @@ def _allowed(f: dataclasses.Field, kind: type) -> str:
     return name
 
 
-def _field_kind(cls: type, f: dataclasses.Field) -> type:
+def _field_kind(cls: type, f: dataclasses.Field) -> Any:
     hints = typing.get_type_hints(cls)
     return hints[f.name]
 
@@ -301,9 +373,36 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         kind = _field_kind(cls, f)
         if dataclasses.is_dataclass(kind):
             kwargs[name] = _build(kind, raw[name], path)
+        elif typing.get_origin(kind) is tuple:
+            kwargs[name] = _names(path, raw[name], f, kind)
+        elif typing.get_origin(kind) is dict:
+            kwargs[name] = _mapping(path, raw[name], f, kind)
         else:
             kwargs[name] = _convert(path, raw[name], f, kind)
     return cls(**kwargs)
+
+
+def _names(path: str, value: Any, f: dataclasses.Field, kind: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{path} = {value!r}: must be {_allowed(f, kind)}")
+    return tuple(value)
+
+
+def _mapping(path: str, value: Any, f: dataclasses.Field, kind: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{path} = {value!r}: must be {_allowed(f, kind)}")
+    item = typing.get_args(kind)[1]
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not k:
+            raise ConfigError(f"{path}: key {k!r} must be a model name")
+        required = [x.name for x in dataclasses.fields(item)]
+        if not isinstance(v, Mapping) or set(v) != set(required):
+            raise ConfigError(f"{path}.{k} = {v!r}: must give exactly {', '.join(required)}")
+        out[k] = _build(item, v, f"{path}.{k}")
+    return out
 
 
 def apply_override(raw: dict, assignment: str) -> None:
@@ -359,7 +458,16 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 
 def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
+    """Plain YAML/JSON data: lists for tuples, so a dump reads back as the same config."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
 
 
 HEADER = """\
@@ -381,9 +489,16 @@ def render_documented(cfg: Config) -> str:
         lines += [f"  # {line}" for line in textwrap.wrap(doc, 96)]
         for path, _default, allowed, kdoc in describe(section, f.name):
             key = path.split(".")[-1]
-            value = yaml.safe_dump(values[f.name][key], default_flow_style=True, width=10**6).strip()
-            value = value.removesuffix("\n...").strip()
             lines.append(f"  # {kdoc}. Allowed: {allowed}.")
+            v = values[f.name][key]
+            if isinstance(v, dict) and v:
+                lines.append(f"  {key}:")
+                for model, table in v.items():
+                    row = ", ".join(f"{k}: {x}" for k, x in table.items())
+                    lines.append(f"    {model}: {{{row}}}")
+                continue
+            value = yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()
+            value = value.removesuffix("\n...").strip()
             lines.append(f"  {key}: {value}")
         lines.append("")
     return "\n".join(lines)
@@ -398,7 +513,8 @@ def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str, 
         if dataclasses.is_dataclass(kind):
             out += describe(kind, path)
         else:
-            out.append((path, f.default, _allowed(f, kind), f.metadata.get("doc", "")))
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append((path, default, _allowed(f, kind), f.metadata.get("doc", "")))
     return out
 
 
@@ -407,9 +523,12 @@ __all__ = [
     "AecConfig",
     "Config",
     "ConfigError",
+    "CostConfig",
     "DetectorConfig",
     "GateConfig",
+    "PriceConfig",
     "RealtimeConfig",
+    "ToolsConfig",
     "apply_override",
     "describe",
     "load_config",

@@ -32,7 +32,7 @@ from .playback import RATE_HZ as PLAY_RATE_HZ
 from .playback import Playback
 from .realtime.core import TurnDone
 from .realtime.local_server import LocalRealtimeServer
-from .realtime.session import RealtimeSession
+from .realtime.session import RealtimeSession, price_table
 from .resample import StreamingResampler
 
 PLAY_FRAME = PLAY_RATE_HZ * FRAME_MS // 1000
@@ -96,7 +96,7 @@ async def run_conversation(
     trace: TextIO | None = None,
 ) -> ConversationResult:
     """Play `user` (16 kHz mono) into the closed loop; returns each turn and the speaker's output."""
-    prices = prices_for(cfg.realtime.model)
+    prices = prices_for(cfg.realtime.model, price_table(cfg.cost))
     result = ConversationResult(duration_s=len(user) / RATE_HZ)
     frame = RATE_HZ * FRAME_MS // 1000
     position_ms = [0.0]

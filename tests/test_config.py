@@ -42,8 +42,9 @@ def test_default_yaml_documents_every_key_with_allowed_values() -> None:
     text = DEFAULT_YAML.read_text()
     lines = text.splitlines()
     for path, _default, allowed, _doc in describe():
-        key = path.split(".")[-1]
-        idx = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+        section, key = path.split(".")
+        top = lines.index(f"{section}:")
+        idx = next(i for i, line in enumerate(lines) if i > top and line.startswith(f"  {key}:"))
         assert f"Allowed: {allowed}." in lines[idx - 1], path
 
 
@@ -182,3 +183,27 @@ def test_realtime_url_must_be_wss_or_loopback(tmp_path: Path) -> None:
     for url in ("ws://example.com/v1/realtime", "http://127.0.0.1/", "wss://"):
         with pytest.raises(ConfigError, match=r"realtime\.url = .*wss://"):
             load_config(None, [f"realtime.url={url}"])
+
+
+def test_tools_and_price_table(tmp_path: Path) -> None:
+    cfg = load_config(None, ["tools.enabled=[current_time]", "cost.daily_budget_usd=0.5"])
+    assert cfg.tools.enabled == ("current_time",) and cfg.cost.daily_budget_usd == 0.5
+    with pytest.raises(ConfigError, match=r"tools\.enabled = \['teleport'\].*teleport"):
+        load_config(None, ["tools.enabled=[teleport]"])
+    with pytest.raises(ConfigError, match=r"tools\.enabled = 'current_time': must be a list of names"):
+        load_config(None, ["tools.enabled=current_time"])
+    with pytest.raises(ConfigError, match=r"realtime\.model = 'gpt-9': cost\.prices has no entry"):
+        load_config(None, ["realtime.model=gpt-9"])
+    row = "{text_in: 1, text_in_cached: 0.1, text_out: 2, audio_in: 3, audio_in_cached: 4, audio_out: 5}"
+    table = f"cost:\n  prices:\n    m1: {row}\n"
+    path = tmp_path / "c.yaml"
+    path.write_text(table + "realtime:\n  model: m1\n")
+    with pytest.raises(
+        ConfigError, match=r"cost\.prices\.m1\.audio_in_cached = 4.0: must not exceed audio_in"
+    ):
+        load_config(path)
+    path.write_text(table.replace("audio_in_cached: 4", "audio_in_cached: 0.3") + "realtime:\n  model: m1\n")
+    assert load_config(path).cost.prices["m1"].audio_out == 5.0
+    path.write_text("cost:\n  prices:\n    m1: {text_in: 1}\n")
+    with pytest.raises(ConfigError, match=r"cost\.prices\.m1 = .*must give exactly text_in, text_in_cached"):
+        load_config(path)

@@ -217,3 +217,43 @@ async def test_malformed_frames_and_error_events_are_logged_and_the_turn_survive
         errors = [m for m in mine if "rate_limit_exceeded" in m]
         assert errors and "[event_" in errors[0]  # logged with the server's event_id
         await s.stop()
+
+
+async def test_the_daily_budget_stops_sending_turns_until_the_next_day(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from datetime import date
+
+    from edged.config import CostConfig
+    from edged.realtime.session import Budget
+
+    day = [date(2026, 11, 23)]
+    async with LocalRealtimeServer(pace=0) as server:
+        budget = Budget(CostConfig(daily_budget_usd=1e-6), "gpt-realtime-2.1-mini", lambda: day[0])
+        s = make_session(server, budget=budget)
+        s.start()
+        with caplog.at_level(logging.WARNING, logger="edged.realtime"):
+            speak_turn(s, [speech_b64(200, 1)])
+            await until(lambda: len(s.turns_done) == 1)
+            assert budget.ledger.today(day[0]).usd > 1e-6
+            speak_turn(s, [speech_b64(200, 2)])
+            await asyncio.sleep(0.2)
+        assert len(server.records[0].commits) == 1 and s.core.dropped_turns == 1
+        assert any("budget" in r.getMessage() for r in caplog.records)
+        day[0] = date(2026, 11, 24)  # a new day: the budget is free again
+        speak_turn(s, [speech_b64(200, 3)])
+        await until(lambda: len(s.turns_done) == 2)
+        await s.stop()
+
+
+def test_enabled_tools_are_declared_and_callable() -> None:
+    from edged.config import ToolsConfig
+    from edged.realtime.session import tool_runner
+
+    ctx = ToolContext(
+        now=lambda: datetime(2026, 11, 23, 7, 30, tzinfo=UTC), monotonic_s=lambda: 0.0, timers=Timers()
+    )
+    decls, run = tool_runner(ToolsConfig(enabled=("current_time", "set_timer")), ctx)
+    assert [d["name"] for d in decls] == ["current_time", "set_timer"]
+    out = json.loads(asyncio.run(run("set_timer", '{"seconds": 60, "label": "tea"}')))
+    assert "error" not in out and len(ctx.timers) == 1

@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from ..config import RealtimeConfig
+from ..config import CostConfig, RealtimeConfig, ToolsConfig
+from ..cost import Ledger, Prices, parse_usage
 from ..playback import Playback
+from ..tools import Toolbox, ToolContext, discover
 from . import core as c
 from . import protocol as p
 
@@ -59,6 +63,38 @@ def core_config(cfg: RealtimeConfig, tools: tuple[dict[str, Any], ...] = ()) -> 
     )
 
 
+def price_table(cfg: CostConfig) -> dict[str, Prices]:
+    return {model: Prices(**dataclasses.asdict(p)) for model, p in cfg.prices.items()}
+
+
+def tool_runner(cfg: ToolsConfig, ctx: ToolContext) -> tuple[tuple[dict[str, Any], ...], ToolRunner]:
+    """The enabled tools' declarations for `session.update`, and how to call them."""
+    box = Toolbox(discover().select(cfg.enabled))
+
+    async def run(name: str, arguments: str) -> str:
+        return await box.call(name, arguments, ctx, timeout_s=cfg.timeout_s)
+
+    return tuple(box.declarations()), run
+
+
+class Budget:
+    """Books every reply's usage on the caller's calendar day and tells the session when the
+    day's budget is spent (and when a new day frees it again)."""
+
+    def __init__(self, cfg: CostConfig, model: str, today: Callable[[], date], ledger: Ledger | None = None):
+        self.limit_usd = cfg.daily_budget_usd
+        self.model = model
+        self.today = today
+        self.ledger = ledger or Ledger(price_table(cfg))
+
+    def book(self, done: c.TurnDone) -> float:
+        day = self.today()
+        return sum(self.ledger.add(day, parse_usage(u), self.model).total_usd for u in done.usage)
+
+    def exhausted(self) -> bool:
+        return self.ledger.over_budget(self.today(), self.limit_usd)
+
+
 class Tracer:
     """`--trace FILE`: every client and server event as a JSON line, audio payloads elided."""
 
@@ -84,6 +120,7 @@ class RealtimeSession:
         trace: TextIO | None = None,
         clock_ms: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.cfg = cfg
         self.core = c.SessionCore(core_config(cfg, tools), rng)
@@ -91,6 +128,7 @@ class RealtimeSession:
         self._key = api_key
         self._run_tool = run_tool
         self._on_turn_done = on_turn_done
+        self.budget = budget
         self._clock = clock_ms or (lambda: time.monotonic() * 1000)
         self._tracer = Tracer(trace, self._clock) if trace is not None else None
         self._queue: asyncio.Queue[c.Command] = asyncio.Queue(SEND_QUEUE_MAX)
@@ -103,6 +141,8 @@ class RealtimeSession:
 
     # -- inputs from the frame loop (called on the event loop's thread) ---------------------------
     def turn_started(self, barge_in: bool) -> None:
+        if self.budget is not None and self.core.budget_exhausted:
+            self._apply(self.core.set_budget_exhausted(self.budget.exhausted()))  # a new day?
         pb = self.playback
         item = pb.current_item if pb.active else ""
         self._apply(self.core.turn_started(self._clock(), barge_in, item, pb.played_ms(item) if item else 0))
@@ -176,6 +216,9 @@ class RealtimeSession:
                     log.log(logging.getLevelName(level.upper()), "%s", message)
                 case c.TurnDone():
                     self.turns_done.append(cmd)
+                    if self.budget is not None:
+                        self.budget.book(cmd)
+                        self._apply(self.core.set_budget_exhausted(self.budget.exhausted()))
                     if self._on_turn_done is not None:
                         self._on_turn_done(cmd)
                 case _:
