@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, TextIO
@@ -37,6 +38,7 @@ log = logging.getLogger("edged.realtime")
 
 SEND_QUEUE_MAX = 2000  # 20 s of 10 ms appends: far beyond any healthy network
 TICK_S = 0.05
+TURNS_KEPT = 100
 OPEN_TIMEOUT_S = 10.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the service's largest event (15 MiB audio) and then some
 
@@ -135,7 +137,7 @@ class RealtimeSession:
         self._ws: ClientConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
-        self.turns_done: list[c.TurnDone] = []  # bounded by the caller draining it, see `pop_turns`
+        self.turns_done: deque[c.TurnDone] = deque(maxlen=TURNS_KEPT)  # the latest, for status and tests
         self.sent_events = 0
         self.received_events = 0
 
