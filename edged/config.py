@@ -394,11 +394,11 @@ def _mapping(path: str, value: Any, f: dataclasses.Field, kind: Any) -> dict[str
     if not isinstance(value, Mapping) or not value:
         raise ConfigError(f"{path} = {value!r}: must be {_allowed(f, kind)}")
     item = typing.get_args(kind)[1]
+    required = [x.name for x in dataclasses.fields(item)]
     out = {}
     for k, v in value.items():
         if not isinstance(k, str) or not k:
             raise ConfigError(f"{path}: key {k!r} must be a model name")
-        required = [x.name for x in dataclasses.fields(item)]
         if not isinstance(v, Mapping) or set(v) != set(required):
             raise ConfigError(f"{path}.{k} = {v!r}: must give exactly {', '.join(required)}")
         out[k] = _build(item, v, f"{path}.{k}")

@@ -16,7 +16,6 @@ on the conversation's own clock.
 from __future__ import annotations
 
 import asyncio
-import base64
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
@@ -131,7 +130,6 @@ async def run_conversation(
         total = len(user) + DRAIN_MS * RATE_HZ // 1000
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        session_turns = 0
         for k, n in enumerate(range(0, total - frame + 1, frame)):
             played = playback.pull(PLAY_FRAME)
             speaker.append(played)
@@ -141,10 +139,9 @@ async def run_conversation(
                 uploads = iter(res.uploads)
                 for a in res.actions:
                     if isinstance(a, Start):
-                        session_turns += 1
                         session.turn_started(a.barge_in)
-                        rows[session_turns] = TurnRow(
-                            session_turns,
+                        rows[session.core.turns] = TurnRow(
+                            session.core.turns,
                             pipeline.to_input_ms(a.upload_start) / 1000,
                             0,
                             0,
@@ -155,20 +152,20 @@ async def run_conversation(
                     elif isinstance(a, Commit):
                         last = next(uploads, "")
                         if last:
-                            session.turn_audio(last, _ms(last))
+                            session.turn_audio(last)
                         session.turn_committed()
-                        row = rows[session_turns]
+                        row = rows[session.core.turns]
                         row.speech_end_s = pipeline.to_input_ms(a.speech_end) / 1000
                         row.commit_s = pipeline.to_input_ms(a.at) / 1000
                         row.uploaded_s = a.uploaded_samples / RATE_HZ
                     elif isinstance(a, Discard):
                         session.turn_discarded()
-                        rows.pop(session_turns, None)
+                        rows.pop(session.core.turns, None)
                         result.discards += 1
                     else:  # Append
                         b = next(uploads, "")
                         if b:
-                            session.turn_audio(b, _ms(b))
+                            session.turn_audio(b)
             position_ms[0] = (n + frame) * 1000 / RATE_HZ
             if k % BATCH_FRAMES == BATCH_FRAMES - 1:
                 # keep the loop at `speed` × real time, and let the network run
@@ -181,10 +178,6 @@ async def run_conversation(
     result.always_streaming_usd = always_streaming_usd(result.duration_s, prices)
     result.uploaded_usd = always_streaming_usd(sum(r.uploaded_s for r in result.turns), prices)
     return result
-
-
-def _ms(audio_b64: str) -> float:
-    return len(base64.b64decode(audio_b64)) / 2 * 1000 / PLAY_RATE_HZ
 
 
 def format_conversation(res: ConversationResult, speed: float) -> str:

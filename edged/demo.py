@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from .config import Config
+from .frames import RATE_HZ
 from .replay import format_table, replay_file
 from .scoring import score
 from .wavio import read_mono, write_pcm16
@@ -94,7 +95,7 @@ def _speech_dbfs(user: Any, labels: dict[str, Any]) -> float:
 
     mask = np.zeros(len(user), bool)
     for u in labels["utterances"]:
-        mask[int(u["start_s"] * 16000) : int(u["end_s"] * 16000)] = True
+        mask[int(u["start_s"] * RATE_HZ) : int(u["end_s"] * RATE_HZ)] = True
     return float(10 * np.log10(np.mean(user[mask] ** 2) + 1e-12))
 
 

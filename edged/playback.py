@@ -14,7 +14,9 @@ from collections import OrderedDict, deque
 
 import numpy as np
 
-RATE_HZ = 24000
+from .upload import API_RATE_HZ
+
+RATE_HZ = API_RATE_HZ  # what the service sends
 # items whose played length is remembered; older ones cannot be truncated any more anyway
 ITEMS_REMEMBERED = 16
 

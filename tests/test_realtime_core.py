@@ -214,7 +214,7 @@ def new_core(**kw) -> c.SessionCore:
 def speak(core: c.SessionCore, now: float, chunks: int = 3, ms: int = 100, barge=("", 0)) -> list:
     out = core.turn_started(now, bool(barge[0]), barge[0], barge[1])
     for _ in range(chunks):
-        out += core.turn_audio(now, b64_ms(ms), ms)
+        out += core.turn_audio(now, b64_ms(ms))
     return out + core.turn_committed(now)
 
 
@@ -274,7 +274,7 @@ def test_turn_spoken_while_down_waits_for_the_backoff_then_is_sent() -> None:
     core = new_core()
     core.turn_started(0, False, "", 0)
     core.connect_failed(0, "refused")
-    assert core.turn_audio(10, b64_ms(100), 100) == []
+    assert core.turn_audio(10, b64_ms(100)) == []
     assert core.turn_committed(20) == []
     out = core.tick(core._retry_at)
     assert isinstance(out[0], c.Connect)
@@ -297,8 +297,8 @@ def test_barge_in_stops_the_speaker_first_then_cancels_and_truncates_at_what_was
     # audio of the interrupted reply still in flight never restarts the speaker
     assert core.server_message(905, audio_delta(item="item_a")) == []
     # the new turn is held until the cancelled response is done, then goes out whole
-    assert core.turn_audio(910, b64_ms(100), 100) == []
-    assert core.turn_audio(920, b64_ms(100), 100) == []
+    assert core.turn_audio(910, b64_ms(100)) == []
+    assert core.turn_audio(920, b64_ms(100)) == []
     assert core.turn_committed(930) == []
     out = core.server_message(940, error("response_cancel_not_active"))
     assert all(x.level == "debug" for x in out if isinstance(x, c.Log))
@@ -423,11 +423,11 @@ def test_short_turns_are_cleared_not_committed_and_discards_clear() -> None:
     core = new_core()
     core.turn_started(0, False, "", 0)
     core.connected(0)
-    core.turn_audio(0, b64_ms(60), 60)
+    core.turn_audio(0, b64_ms(60))
     out = core.turn_committed(10)
     assert kinds(out) == ["input_audio_buffer.clear"]
     core.turn_started(20, False, "", 0)
-    core.turn_audio(20, b64_ms(100), 100)
+    core.turn_audio(20, b64_ms(100))
     assert kinds(core.turn_discarded(30)) == ["input_audio_buffer.clear"]
 
 
@@ -464,7 +464,13 @@ def test_resend_buffer_is_bounded() -> None:
     chunk = b64_ms(1000)
     out: list = []
     for _ in range(70):
-        out += core.turn_audio(0, chunk, 1000)
+        out += core.turn_audio(0, chunk)
     assert any(isinstance(x, c.Log) and x.level == "warning" for x in out)
     assert core._turn is not None and core._turn.chars <= c.MAX_TURN_B64_CHARS
     assert np.isclose(core._turn.uploaded_ms, 60 * 1000)
+
+
+@pytest.mark.parametrize("n_bytes", [0, 2, 4, 6, 4800, 4802])
+def test_audio_length_is_read_from_base64_without_decoding(n_bytes: int) -> None:
+    text = base64.b64encode(b"\x00" * n_bytes).decode()
+    assert p.b64_pcm_ms(text) == n_bytes / 48

@@ -169,12 +169,11 @@ class SessionCore:
                     out.append(Send(self.ev.response_cancel()))
                 if playing_item:
                     out.append(Send(self.ev.truncate(playing_item, played_ms)))
+        self._turns += 1
         if self.budget_exhausted:
             self.dropped_turns += 1
             out.append(Log("warning", "daily budget reached: the turn is not sent (no session is opened)"))
-            self._turns += 1
             return out
-        self._turns += 1
         t = _Turn(self._turns, barge_in)
         if self._turn is not None and self._turn.committed:
             if len(self._queue) == self._queue.maxlen:
@@ -186,7 +185,13 @@ class SessionCore:
         self._last_activity_ms = now_ms
         return out + self._ensure_link(now_ms)
 
-    def turn_audio(self, now_ms: float, audio_b64: str, ms: float) -> list[Command]:
+    @property
+    def turns(self) -> int:
+        """Turns opened so far; `TurnDone.turn` numbers them."""
+        return self._turns
+
+    def turn_audio(self, now_ms: float, audio_b64: str) -> list[Command]:
+        """Appended audio: base64 PCM16 at the API's rate, kept for a re-send."""
         t = self._speaking()
         if t is None:
             return []
@@ -196,7 +201,7 @@ class SessionCore:
             ]
         t.chunks.append(audio_b64)
         t.chars += len(audio_b64)
-        t.uploaded_ms += ms
+        t.uploaded_ms += p.b64_pcm_ms(audio_b64)
         self._last_activity_ms = now_ms
         if self.link is Link.UP and t is self._turn:
             return [Send(self.ev.append(audio_b64))]
@@ -321,9 +326,7 @@ class SessionCore:
         self.link = Link.DOWN
         self._attempts += 1
         if auth:
-            wait = float(self.cfg.bad_key_retry_ms)
-            msg = f"the API key was rejected ({reason}); retrying in {wait / 1000:.0f} s — fix the key"
-            return [Log("error", msg), *self._schedule(now_ms, wait)]
+            return [self._key_rejected(now_ms, reason)]
         wait = self._backoff_ms()
         return [
             Log("warning", f"connection failed ({reason}); retry in {wait:.0f} ms"),
@@ -354,6 +357,14 @@ class SessionCore:
         """Ask the shell to close; it reports back through `disconnected`."""
         self._closing = reason
         return Disconnect(reason)
+
+    def _key_rejected(self, now_ms: float, reason: str) -> Log:
+        """A rejected key needs a human: the next attempt waits long, whichever way it was refused."""
+        wait = self.cfg.bad_key_retry_ms
+        self._retry_at = now_ms + wait
+        return Log(
+            "error", f"the API key was rejected ({reason}); retrying in {wait / 1000:.0f} s — fix the key"
+        )
 
     def _backoff_ms(self) -> float:
         base = min(self.cfg.reconnect_max_ms, self.cfg.reconnect_min_ms * 2 ** max(0, self._attempts - 1))
@@ -496,10 +507,7 @@ class SessionCore:
         if e.code == "session_expired":
             return [Log("warning", line), self._hang_up("session expired")]
         if e.code in ("invalid_api_key", "authentication_error"):
-            wait = self.cfg.bad_key_retry_ms
-            self._retry_at = now_ms + wait
-            msg = f"the API key was rejected; retrying in {wait / 1000:.0f} s — fix the key"
-            return [Log("error", line), Log("error", msg), self._hang_up("API key rejected")]
+            return [Log("error", line), self._key_rejected(now_ms, e.code), self._hang_up("API key rejected")]
         if e.code == "input_audio_buffer_commit_empty" and self._turn is not None and self._turn.sent_commit:
             return [Log("warning", line), *self._finish_turn(now_ms, "commit_empty")]
         return [Log("error", line)]

@@ -17,9 +17,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-API_RATE_HZ = 24000  # the only PCM rate the service takes and sends
+from ..upload import API_RATE_HZ
+
 BYTES_PER_MS = API_RATE_HZ * 2 // 1000  # PCM16 mono
 MIN_COMMIT_MS = 100  # shorter commits get `input_audio_buffer_commit_empty`
+
+
+def b64_pcm_ms(audio_b64: str) -> float:
+    """Length of base64 PCM16 audio, from the text alone: nothing is decoded."""
+    n_bytes = len(audio_b64) // 4 * 3 - audio_b64[-2:].count("=")
+    return n_bytes / BYTES_PER_MS
 
 
 class ProtocolError(ValueError):

@@ -149,8 +149,8 @@ class RealtimeSession:
         item = pb.current_item if pb.active else ""
         self._apply(self.core.turn_started(self._clock(), barge_in, item, pb.played_ms(item) if item else 0))
 
-    def turn_audio(self, audio_b64: str, ms: float) -> None:
-        self._apply(self.core.turn_audio(self._clock(), audio_b64, ms))
+    def turn_audio(self, audio_b64: str) -> None:
+        self._apply(self.core.turn_audio(self._clock(), audio_b64))
 
     def turn_committed(self) -> None:
         self._apply(self.core.turn_committed(self._clock()))
@@ -160,13 +160,6 @@ class RealtimeSession:
 
     def announce(self, instructions: str) -> None:
         self._apply(self.core.announce(self._clock(), instructions))
-
-    def set_budget_exhausted(self, exhausted: bool) -> None:
-        self._apply(self.core.set_budget_exhausted(exhausted))
-
-    @property
-    def idle(self) -> bool:
-        return self.core.link is c.Link.DOWN and self.core._turn is None
 
     # -- running ------------------------------------------------------------------------------------
     async def run(self) -> None:
