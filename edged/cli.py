@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--events", metavar="OUT.jsonl", help="write one JSON object per turn/discard/summary")
     r.add_argument("--clean-out", metavar="OUT.wav", help="write the audio that would be uploaded (24 kHz)")
     r.add_argument("--plot", metavar="OUT.png", help="draw waveform, levels, decisions and turns")
+    r.add_argument(
+        "--talk",
+        choices=("local", "service"),
+        help="send the turns for real: to edged's local server, or to realtime.url with the API key",
+    )
+    r.add_argument("--speed", type=float, default=4.0, help="with --talk local: times real time (default 4)")
+    r.add_argument(
+        "--trace", metavar="FILE.jsonl", help="with --talk: every client and server event, audio elided"
+    )
+    r.add_argument("--speaker-out", metavar="OUT.wav", help="with --talk: what the speaker played (24 kHz)")
 
     d = sub.add_parser(
         "demo",
@@ -131,6 +141,11 @@ def _replay(args: argparse.Namespace) -> int:
     from . import replay
 
     cfg = _config(args)
+    if args.talk:
+        return _replay_talk(args, cfg)
+    if args.trace or args.speaker_out:
+        print("edged: --trace and --speaker-out need --talk (without it nothing is sent)", file=sys.stderr)
+        return 64
     result = replay.replay_file(
         cfg, args.input, args.far_end, trace=bool(args.plot), keep_upload=bool(args.clean_out)
     )
@@ -143,6 +158,29 @@ def _replay(args: argparse.Namespace) -> int:
     if args.plot:
         replay.plot(result, args.plot, cfg)
     return 0
+
+
+def _replay_talk(args: argparse.Namespace, cfg: Config) -> int:
+    from .conversation import replay_conversation
+    from .secrets import MissingKey
+
+    if args.far_end or args.events or args.clean_out or args.plot:
+        print(
+            "edged: --talk runs the conversation; --far-end, --events, --clean-out and --plot"
+            " are for the offline replay",
+            file=sys.stderr,
+        )
+        return 64
+    if not 0.25 <= args.speed <= 50:
+        print(f"edged: --speed {args.speed}: must be from 0.25 to 50", file=sys.stderr)
+        return 64
+    try:
+        return replay_conversation(
+            cfg, args.input, args.talk == "service", args.speed, args.trace, args.speaker_out
+        )
+    except MissingKey as e:
+        print(f"edged: {e}", file=sys.stderr)
+        return EX_CONFIG
 
 
 def _demo(args: argparse.Namespace) -> int:

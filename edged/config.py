@@ -105,7 +105,7 @@ class GateConfig:
         200, 0, 5000, "turns with less speech than this are discarded, not committed (ms)"
     )
     max_turn_ms: int = _num(
-        30000, 1000, 600000, "a turn this long is committed even while speech goes on (ms)"
+        30000, 1000, 60000, "a turn this long is committed even while speech goes on (ms)"
     )
     max_gap_upload_ms: int = _num(
         250, 0, 5000, "longest pause inside a turn that is uploaded in full; longer pauses are shortened (ms)"
@@ -229,6 +229,11 @@ class CostConfig:
     opening sessions until the next day (and says so in the journal)."""
 
     daily_budget_usd: float = _num(0.0, 0.0, 100000.0, "most spent per day; 0: no limit (USD)")
+    ledger_file: str = _text(
+        "",
+        "where the daily totals are kept across restarts; empty: cost-ledger.json in systemd's "
+        "$STATE_DIRECTORY, or nowhere when there is none",
+    )
     prices: dict[str, PriceConfig] = field(
         default_factory=_default_prices,
         metadata={"doc": "price table per model, USD per 1M tokens (the model in use must be listed)"},

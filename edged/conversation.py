@@ -16,6 +16,8 @@ on the conversation's own clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
@@ -23,7 +25,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .config import Config
-from .cost import always_streaming_usd, cost_usd, parse_usage, prices_for
+from .cost import always_streaming_usd, cost_usd, prices_for
 from .frames import FRAME_MS, RATE_HZ
 from .gate import Commit, Discard, Start
 from .pipeline import Pipeline
@@ -31,7 +33,7 @@ from .playback import RATE_HZ as PLAY_RATE_HZ
 from .playback import Playback
 from .realtime.core import TurnDone
 from .realtime.local_server import LocalRealtimeServer
-from .realtime.session import RealtimeSession, price_table
+from .realtime.session import RealtimeSession, price_table, usages
 from .resample import StreamingResampler
 
 PLAY_FRAME = PLAY_RATE_HZ * FRAME_MS // 1000
@@ -91,10 +93,16 @@ async def run_conversation(
     user: np.ndarray,
     *,
     speed: float = 4.0,
-    echo_gain_db: float = 0.0,
+    echo_gain_db: float | None = 0.0,
     trace: TextIO | None = None,
+    api_key: str | None = None,
 ) -> ConversationResult:
-    """Play `user` (16 kHz mono) into the closed loop; returns each turn and the speaker's output."""
+    """Play `user` (16 kHz mono) into the closed loop; returns each turn and the speaker's output.
+
+    Without `api_key` the turns go to an in-process local server; with one, to
+    `realtime.url` (the service, at real time). `echo_gain_db=None` leaves the room out:
+    for a recording whose replies were never played into it.
+    """
     prices = prices_for(cfg.realtime.model, price_table(cfg.cost))
     result = ConversationResult(duration_s=len(user) / RATE_HZ)
     frame = RATE_HZ * FRAME_MS // 1000
@@ -106,18 +114,20 @@ async def run_conversation(
         if row is None:
             return
         row.commit_to_audio_ms = done.commit_to_audio_ms
-        usage = [parse_usage(u) for u in done.usage]
+        usage = usages(done)
         row.tokens = sum(u.total_tokens for u in usage)
         row.usd = sum(cost_usd(u, prices) for u in usage)
         row.status = done.status
 
-    async with LocalRealtimeServer(pace=speed) as server:
+    async with contextlib.AsyncExitStack() as stack:
         rt = cfg.realtime
-        session_cfg = replace(rt, url=server.url)
+        if api_key is None:
+            server = await stack.enter_async_context(LocalRealtimeServer(pace=speed))
+            rt = replace(rt, url=server.url)
         playback = Playback(prebuffer_ms=rt.playback_prebuffer_ms)
         session = RealtimeSession(
-            session_cfg,
-            "local-demo",
+            rt,
+            api_key or "local-demo",
             playback,
             on_turn_done=turn_done,
             trace=trace,
@@ -125,7 +135,7 @@ async def run_conversation(
         )
         session.start()
         pipeline = Pipeline(cfg, RATE_HZ, PLAY_RATE_HZ)
-        room = Room(echo_gain_db)
+        room = Room(echo_gain_db) if echo_gain_db is not None else None
         speaker: list[np.ndarray] = []
         total = len(user) + DRAIN_MS * RATE_HZ // 1000
         loop = asyncio.get_running_loop()
@@ -134,7 +144,8 @@ async def run_conversation(
             played = playback.pull(PLAY_FRAME)
             speaker.append(played)
             mic = user[n : n + frame] if n + frame <= len(user) else np.zeros(frame, np.float32)
-            mic = mic + room.process(played)
+            if room is not None:
+                mic = mic + room.process(played)
             for res in pipeline.process(mic, played):
                 uploads = iter(res.uploads)
                 for a in res.actions:
@@ -205,3 +216,39 @@ def format_conversation(res: ConversationResult, speed: float) -> str:
     )
     lines.append(f"clock: the conversation ran at {speed:g}× real time; latencies are on its own clock")
     return "\n".join(lines)
+
+
+def replay_conversation(
+    cfg: Config, path: str, service: bool, speed: float, trace_path: str | None, out_wav: str | None
+) -> int:
+    """`edged replay IN.wav --talk local|service`: the recording's turns sent for real.
+
+    The recording plays as the microphone (no room: its replies were never played into
+    it), every committed turn goes to the local server or the service and the replies
+    play into a buffer. With the service the clock is real time, since replies arrive
+    at the service's pace.
+    """
+    from .resample import resample_whole
+    from .secrets import RedactingFilter, load_api_key
+    from .wavio import read_mono, write_pcm16
+
+    mic, rate = read_mono(path)
+    user = resample_whole(mic, rate, RATE_HZ) if rate != RATE_HZ else mic
+    key = None
+    if service:
+        key = load_api_key(cfg.realtime.api_key_file)
+        for h in logging.getLogger().handlers:
+            h.addFilter(RedactingFilter(key))
+        speed = 1.0
+    where = cfg.realtime.url if service else "edged's local server"
+    print(f"{path}: {len(user) / RATE_HZ:.1f} s, every turn sent to {where}\n")
+    with contextlib.ExitStack() as stack:
+        trace = stack.enter_context(open(trace_path, "w", encoding="utf-8")) if trace_path else None
+        res = asyncio.run(
+            run_conversation(cfg, user, speed=speed, echo_gain_db=None, trace=trace, api_key=key)
+        )
+    print(format_conversation(res, speed))
+    if out_wav:
+        write_pcm16(out_wav, res.speaker, PLAY_RATE_HZ)
+        print(f"the speaker's output: {out_wav}")
+    return 0

@@ -465,6 +465,13 @@ class Timer:
     def remaining_s(self, now_s: float) -> float:
         return max(0.0, self.due_s - now_s)
 
+    def announcement(self) -> str:
+        """Instructions for the reply that tells the user, unprompted, that this timer is done."""
+        return (
+            f"The {_duration(self.seconds)} timer named {self.label!r} the user set has just finished. "
+            "Tell the user so in one short sentence, in the language of the conversation."
+        )
+
 
 class Timers:
     """Kitchen timers on a monotonic clock given by the caller (sans-I/O).

@@ -47,3 +47,59 @@ def test_demo_command_writes_the_speaker_and_the_trace(tmp_path, capsys) -> None
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     kinds = {e["event"]["type"] for e in events}
     assert {"session.update", "input_audio_buffer.commit", "response.output_audio.delta"} <= kinds
+
+
+def test_replay_talks_to_the_configured_service_with_the_key_and_never_shows_it(
+    tmp_path, demo_audio, capsys, monkeypatch
+) -> None:
+    """`--talk service`: realtime.url and the key from the environment, at real time; a local
+    server that demands the key stands in for the service."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from edged.cli import main
+    from edged.wavio import write_pcm16
+
+    user, rate = demo_audio
+    wav = tmp_path / "one_sentence.wav"
+    write_pcm16(wav, user[int(1.5 * rate) : int(7.5 * rate)], rate)  # 2.25–5.78 s: one sentence
+    key = "sk-replay-test-9f8e7d6c5b4a"
+    env = {**os.environ, "EDGED_TEST_KEY": key}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "edged.cli", "local-server", "--port", "0", "--pace", "1",
+         "--api-key-env", "EDGED_TEST_KEY"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        url = server.stdout.readline().strip()
+        assert url.startswith("ws://127.0.0.1:")
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        trace = tmp_path / "trace.jsonl"
+        code = main(["replay", str(wav), "--talk", "service", "--trace", str(trace),
+                     "--set", f"realtime.url={url}"])  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(10)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "replies: 1 turns" in out.out
+    events = [json.loads(line)["event"] for line in trace.read_text().splitlines()]
+    assert [e["type"] for e in events].count("input_audio_buffer.commit") == 1
+    assert any(e["type"] == "response.done" and e["response"]["status"] == "completed" for e in events)
+    assert key not in trace.read_text() + out.out + out.err
+
+
+def test_replay_talk_without_a_key_names_where_it_looked(tmp_path, demo_audio, capsys, monkeypatch) -> None:
+    from edged.cli import main
+    from edged.wavio import write_pcm16
+
+    user, rate = demo_audio
+    wav = tmp_path / "short.wav"
+    write_pcm16(wav, user[:rate], rate)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert main(["replay", str(wav), "--talk", "service"]) == 78
+    assert "$OPENAI_API_KEY" in capsys.readouterr().err
+    assert main(["replay", str(wav), "--trace", str(tmp_path / "t.jsonl")]) == 64

@@ -223,10 +223,14 @@ def test_lazy_connect_buffers_the_turn_and_sends_it_after_session_update() -> No
     out = speak(core, 0)
     assert [type(x) for x in out] == [c.Connect]  # nothing sent before the socket is open
     out = core.connected(50)
-    assert kinds(out) == ["session.update"] + ["input_audio_buffer.append"] * 3 + [
+    # what waited goes out in one append (a whole turn at once need not be 10 ms events)
+    assert kinds(out) == [
+        "session.update",
+        "input_audio_buffer.append",
         "input_audio_buffer.commit",
         "response.create",
     ]
+    assert len(base64.b64decode(sends(out)[1]["audio"])) == 3 * 100 * 48
     for ev in sends(out):
         validate_client_event(ev)
     out = core.server_message(60, response_created()) + core.server_message(300, audio_delta())
@@ -304,7 +308,25 @@ def test_barge_in_stops_the_speaker_first_then_cancels_and_truncates_at_what_was
     assert all(x.level == "debug" for x in out if isinstance(x, c.Log))
     out = core.server_message(950, response_done(status="cancelled"))
     assert [x.barge_in for x in out if isinstance(x, c.TurnDone)] == [False]
-    assert kinds(out) == ["input_audio_buffer.append"] * 2 + ["input_audio_buffer.commit", "response.create"]
+    assert kinds(out) == ["input_audio_buffer.append", "input_audio_buffer.commit", "response.create"]
+
+
+def test_a_long_turn_resent_at_once_fits_in_few_events_with_every_byte() -> None:
+    core = new_core()
+    core.turn_started(0, False, "", 0)
+    rng = np.random.default_rng(5)
+    chunks = [
+        base64.b64encode(rng.integers(-3000, 3000, 24 * ms, dtype="<i2").tobytes()).decode()
+        for ms in rng.integers(10, 40, 3200)  # about 80 s in uneven chunks: the 75 s cap cuts it
+    ]
+    for ch in chunks:
+        core.turn_audio(0, ch)
+    core.turn_committed(0)
+    appends = [e["audio"] for e in sends(core.connected(10)) if e["type"] == "input_audio_buffer.append"]
+    assert 36 <= len(appends) <= 38  # 2 s each, against about 3,000 events as spoken
+    sent = b"".join(base64.b64decode(a) for a in appends)
+    kept = b"".join(base64.b64decode(ch) for ch in chunks)[: len(sent)]
+    assert sent == kept and len(sent) >= 74 * 48000
 
 
 def test_session_expired_reopens_at_once_and_seeds_the_conversation() -> None:
@@ -463,11 +485,12 @@ def test_resend_buffer_is_bounded() -> None:
     core.turn_started(0, False, "", 0)
     chunk = b64_ms(1000)
     out: list = []
-    for _ in range(70):
+    for _ in range(80):
         out += core.turn_audio(0, chunk)
-    assert any(isinstance(x, c.Log) and x.level == "warning" for x in out)
+    out += core.turn_audio(0, b64_ms(10))  # a short chunk after the cap must not leave a hole
+    assert sum(isinstance(x, c.Log) and x.level == "warning" for x in out) == 1  # once, not a flood
     assert core._turn is not None and core._turn.chars <= c.MAX_TURN_B64_CHARS
-    assert np.isclose(core._turn.uploaded_ms, 60 * 1000)
+    assert np.isclose(core._turn.uploaded_ms, 75 * 1000)
 
 
 @pytest.mark.parametrize("n_bytes", [0, 2, 4, 6, 4800, 4802])

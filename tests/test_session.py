@@ -257,3 +257,94 @@ def test_enabled_tools_are_declared_and_callable() -> None:
     assert [d["name"] for d in decls] == ["current_time", "set_timer"]
     out = json.loads(asyncio.run(run("set_timer", '{"seconds": 60, "label": "tea"}')))
     assert "error" not in out and len(ctx.timers) == 1
+
+
+async def test_a_fired_timer_is_announced_unprompted() -> None:
+    now_s = [100.0]
+    ctx = ToolContext(now=lambda: datetime(2026, 11, 23, 7, 30, tzinfo=UTC), monotonic_s=lambda: now_s[0])
+    async with LocalRealtimeServer(pace=0) as server:
+        s = make_session(server, tool_context=ctx)
+        s.start()
+        ctx.timers.add("pasta", 600, now_s[0])
+        await asyncio.sleep(0.2)
+        assert len(server.records) == 0  # nothing due: no connection, nothing billed
+        now_s[0] += 600
+        await until(lambda: bool(server.records) and bool(server.records[0].received("response.create")))
+        create = server.records[0].received("response.create")[0]
+        assert (
+            "'pasta'" in create["response"]["instructions"] and "10 min" in create["response"]["instructions"]
+        )
+        assert len(ctx.timers) == 0
+        await until(lambda: s.playback.active)  # the announcement is spoken
+        await s.stop()
+
+
+async def test_the_ledger_survives_a_restart_and_keeps_the_budget_spent(tmp_path) -> None:
+    from datetime import date
+
+    from edged.config import CostConfig
+    from edged.realtime.session import Budget, ledger_path
+
+    cfg = CostConfig(daily_budget_usd=1e-6)
+    path = ledger_path(cfg, {"STATE_DIRECTORY": str(tmp_path)})
+    assert path == tmp_path / "cost-ledger.json"
+    assert ledger_path(CostConfig(ledger_file=str(tmp_path / "x.json")), {}) == tmp_path / "x.json"
+    assert ledger_path(cfg, {}) is None
+    today = lambda: date(2026, 11, 23)  # noqa: E731
+    async with LocalRealtimeServer(pace=0) as server:
+        s = make_session(server, budget=Budget(cfg, "gpt-realtime-2.1-mini", today, path=path))
+        s.start()
+        speak_turn(s, [speech_b64(200, 1)])
+        await until(lambda: len(s.turns_done) == 1)
+        await s.stop()
+    assert path.exists() and not path.with_name(path.name + ".tmp").exists()
+    again = Budget(cfg, "gpt-realtime-2.1-mini", today, path=path)  # the daemon restarted
+    assert again.ledger.today(today()).turns == 1 and again.exhausted()
+    path.write_text("{ not json")  # a torn file: start fresh rather than refuse to start
+    assert Budget(cfg, "gpt-realtime-2.1-mini", today, path=path).ledger.today(today()).turns == 0
+
+
+async def test_a_send_queue_overflow_drops_the_connection_and_resends_the_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edged.realtime.session as session_mod
+
+    monkeypatch.setattr(session_mod, "SEND_QUEUE_MAX", 20)
+    async with LocalRealtimeServer(pace=0) as server:
+        s = make_session(server)
+        s.start()
+        speak_turn(s, [speech_b64(100, 0)])
+        await until(lambda: len(s.turns_done) == 1)
+        # 60 chunks without yielding to the loop: the network cannot keep up, the queue overflows
+        chunks = [speech_b64(20, k) for k in range(60)]
+        s.turn_started(False)
+        for ch in chunks:
+            s.turn_audio(ch)
+            assert s._queue.qsize() <= 20  # bounded, whatever the caller does
+        s.turn_committed()
+        await until(lambda: len(s.turns_done) == 2)
+        assert s.core.reconnects == 1
+        assert [c.sha256 for c in server.records[-1].commits] == [sha(chunks)]  # the whole turn
+        await s.stop()
+
+
+async def test_a_session_is_renewed_before_the_60_minute_limit() -> None:
+    now_ms = [0.0]
+    async with LocalRealtimeServer(pace=0, transcripts=["set a timer"]) as server:
+        cfg = {"idle_disconnect_s": 86400, "context_keep_s": 3600}
+        s = make_session(server, clock_ms=lambda: now_ms[0], cfg=cfg)
+        s.start()
+        speak_turn(s, [speech_b64(200, 1)])
+        await until(lambda: len(s.turns_done) == 1)
+        now_ms[0] = 54 * 60_000.0
+        await asyncio.sleep(0.2)
+        assert s.core.link is Link.UP
+        now_ms[0] = 55 * 60_000.0
+        await until(lambda: s.core.link is Link.DOWN)  # renewed early, while idle
+        speak_turn(s, [speech_b64(200, 2)])
+        await until(lambda: len(s.turns_done) == 2)
+        assert len(server.records) == 2 and len(server.records[1].commits) == 1
+        items = server.records[1].received("conversation.item.create")
+        texts = [c["text"] for i in items for c in i["item"]["content"]]
+        assert "set a timer" in texts  # the new session is seeded with the conversation so far
+        await s.stop()

@@ -19,6 +19,7 @@ What it guarantees:
 
 from __future__ import annotations
 
+import base64
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ from typing import Any
 
 from . import protocol as p
 
-# one turn's audio kept for a re-send: 60 s of 24 kHz PCM16 as base64, far above the gate's longest turn
-MAX_TURN_B64_CHARS = 60 * p.API_RATE_HZ * 2 * 4 // 3
+# one turn's audio kept for a re-send: 75 s of 24 kHz PCM16 as base64, above the gate's longest
+# turn (gate.max_turn_ms is at most 60 s) plus its pre-roll
+MAX_TURN_B64_CHARS = 75 * p.API_RATE_HZ * 2 * 4 // 3
 # announcements (fired timers) waiting for the connection
 MAX_PENDING_ANNOUNCEMENTS = 8
+RESEND_CHUNK_BYTES = 2 * p.API_RATE_HZ * 2  # 2 s per append when a whole turn goes at once
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,27 @@ class _Turn:
     commit_at_ms: float | None = None
     first_audio_ms: float | None = None
     heard_reply: bool = False  # reply audio arrived: a re-send would answer twice
+    full: bool = False  # reached the resend buffer's cap: later audio is dropped, not holed
     responses: int = 0
     usage: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _coalesce(chunks: list[str], max_bytes: int) -> list[str]:
+    """A turn sent at once (after connecting or reconnecting) goes in few large appends, so a
+    long turn never needs more events than the shell's bounded send queue holds."""
+    out: list[str] = []
+    group: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        pcm = base64.b64decode(chunk)
+        if group and size + len(pcm) > max_bytes:
+            out.append(base64.b64encode(b"".join(group)).decode("ascii"))
+            group, size = [], 0
+        group.append(pcm)
+        size += len(pcm)
+    if group:
+        out.append(base64.b64encode(b"".join(group)).decode("ascii"))
+    return out
 
 
 class SessionCore:
@@ -195,7 +217,11 @@ class SessionCore:
         t = self._speaking()
         if t is None:
             return []
-        if t.chars + len(audio_b64) > MAX_TURN_B64_CHARS:
+        if t.full or t.chars + len(audio_b64) > MAX_TURN_B64_CHARS:
+            # the gate commits at gate.max_turn_ms (at most 60 s), so this is a caller's bug
+            if t.full:
+                return []
+            t.full = True
             return [
                 Log("warning", f"turn {t.number}: longer than the resend buffer; audio beyond it dropped")
             ]
@@ -281,7 +307,7 @@ class SessionCore:
         return out + self._maybe_announce()
 
     def _send_turn(self, now_ms: float, t: _Turn) -> list[Command]:
-        out: list[Command] = [Send(self.ev.append(c)) for c in t.chunks]
+        out: list[Command] = [Send(self.ev.append(c)) for c in _coalesce(t.chunks, RESEND_CHUNK_BYTES)]
         t.sent_commit = False
         t.responses = 0
         if t.committed:

@@ -16,11 +16,13 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
@@ -28,7 +30,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from ..config import CostConfig, RealtimeConfig, ToolsConfig
-from ..cost import Ledger, Prices, parse_usage
+from ..cost import CostError, Ledger, Prices, Usage, parse_usage
 from ..playback import Playback
 from ..tools import Toolbox, ToolContext, discover
 from . import core as c
@@ -40,6 +42,7 @@ SEND_QUEUE_MAX = 2000  # 20 s of 10 ms appends: far beyond any healthy network
 TICK_S = 0.05
 TURNS_KEPT = 100
 OPEN_TIMEOUT_S = 10.0
+LEDGER_NAME = "cost-ledger.json"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the service's largest event (15 MiB audio) and then some
 
 ToolRunner = Callable[[str, str], Awaitable[str]]  # (name, arguments JSON) -> output JSON
@@ -79,22 +82,97 @@ def tool_runner(cfg: ToolsConfig, ctx: ToolContext) -> tuple[tuple[dict[str, Any
     return tuple(box.declarations()), run
 
 
+def usages(done: c.TurnDone) -> list[Usage]:
+    """The turn's usage blocks; one the server garbled is logged and counted as nothing."""
+    out = []
+    for u in done.usage:
+        try:
+            out.append(parse_usage(u))
+        except CostError as e:
+            log.warning("turn %d: unreadable usage in response.done skipped: %s", done.turn, e)
+    return out
+
+
+def ledger_path(cfg: CostConfig, env: Mapping[str, str]) -> Path | None:
+    """`cost.ledger_file`, else systemd's state directory (`StateDirectory=edged`), else none."""
+    if cfg.ledger_file:
+        return Path(cfg.ledger_file)
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) / LEDGER_NAME if state else None
+
+
 class Budget:
     """Books every reply's usage on the caller's calendar day and tells the session when the
-    day's budget is spent (and when a new day frees it again)."""
+    day's budget is spent (and when a new day frees it again).
 
-    def __init__(self, cfg: CostConfig, model: str, today: Callable[[], date], ledger: Ledger | None = None):
+    With a `path` the ledger is read at start and rewritten after every reply, so a restart
+    (a crash, a reload, an update) does not hand out the day's budget a second time.
+    """
+
+    def __init__(
+        self,
+        cfg: CostConfig,
+        model: str,
+        today: Callable[[], date],
+        ledger: Ledger | None = None,
+        path: Path | None = None,
+    ):
         self.limit_usd = cfg.daily_budget_usd
         self.model = model
         self.today = today
-        self.ledger = ledger or Ledger(price_table(cfg))
+        self.path = path
+        if ledger is None:
+            ledger = self._load(price_table(cfg)) if path is not None else Ledger(price_table(cfg))
+        self.ledger = ledger
+        self._save_failed = False
 
-    def book(self, done: c.TurnDone) -> float:
+    def _load(self, prices: dict[str, Prices]) -> Ledger:
+        assert self.path is not None
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return Ledger(prices)
+        except OSError as e:
+            log.warning("cost ledger %s unreadable (%s); starting a fresh one", self.path, e.strerror)
+            return Ledger(prices)
+        return Ledger.from_json(text, prices)
+
+    def book(self, usage: list[Usage]) -> float:
         day = self.today()
-        return sum(self.ledger.add(day, parse_usage(u), self.model).total_usd for u in done.usage)
+        usd = sum(self.ledger.add(day, u, self.model).total_usd for u in usage)
+        if self.path is not None:
+            self._save()
+        return usd
+
+    def _save(self) -> None:
+        """Atomically: a power cut mid-write leaves the previous ledger, never half of one."""
+        assert self.path is not None
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(self.ledger.to_json(), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as e:
+            if not self._save_failed:  # once, not after every reply
+                log.warning("cannot write the cost ledger %s: %s", self.path, e.strerror)
+            self._save_failed = True
+        else:
+            self._save_failed = False
 
     def exhausted(self) -> bool:
         return self.ledger.over_budget(self.today(), self.limit_usd)
+
+
+def turn_line(done: c.TurnDone, usage: list[Usage], usd: float | None) -> str:
+    """The journal's one line per turn: how long it took, what it sent, what it cost."""
+    reply = f"{done.commit_to_audio_ms:.0f} ms" if done.commit_to_audio_ms is not None else "none"
+    tokens_in = sum(u.input_tokens for u in usage)
+    tokens_out = sum(u.output_tokens for u in usage)
+    cost = f" ${usd:.5f}" if usd is not None else ""
+    return (
+        f"turn {done.turn} {done.status}{' (barge-in)' if done.barge_in else ''}: "
+        f"uploaded {done.uploaded_ms / 1000:.2f} s, commit→reply audio {reply}, "
+        f"tokens in {tokens_in} out {tokens_out}{cost}"
+    )
 
 
 class Tracer:
@@ -123,6 +201,7 @@ class RealtimeSession:
         clock_ms: Callable[[], float] | None = None,
         rng: random.Random | None = None,
         budget: Budget | None = None,
+        tool_context: ToolContext | None = None,
     ) -> None:
         self.cfg = cfg
         self.core = c.SessionCore(core_config(cfg, tools), rng)
@@ -131,6 +210,8 @@ class RealtimeSession:
         self._run_tool = run_tool
         self._on_turn_done = on_turn_done
         self.budget = budget
+        self._tool_context = tool_context
+        self._overflowed = False
         self._clock = clock_ms or (lambda: time.monotonic() * 1000)
         self._tracer = Tracer(trace, self._clock) if trace is not None else None
         self._queue: asyncio.Queue[c.Command] = asyncio.Queue(SEND_QUEUE_MAX)
@@ -196,6 +277,15 @@ class RealtimeSession:
         while True:
             await asyncio.sleep(TICK_S)
             self._apply(self.core.tick(self._clock()))
+            self._announce_timers()
+
+    def _announce_timers(self) -> None:
+        ctx = self._tool_context
+        if ctx is None:
+            return
+        for timer in ctx.timers.due(ctx.monotonic_s()):
+            log.info("timer %r finished", timer.label)
+            self.announce(timer.announcement())
 
     # -- commands -------------------------------------------------------------------------------
     def _apply(self, cmds: list[c.Command]) -> None:
@@ -211,9 +301,11 @@ class RealtimeSession:
                     log.log(logging.getLevelName(level.upper()), "%s", message)
                 case c.TurnDone():
                     self.turns_done.append(cmd)
+                    usage, usd = usages(cmd), None
                     if self.budget is not None:
-                        self.budget.book(cmd)
+                        usd = self.budget.book(usage)
                         self._apply(self.core.set_budget_exhausted(self.budget.exhausted()))
+                    log.info("%s", turn_line(cmd, usage, usd))
                     if self._on_turn_done is not None:
                         self._on_turn_done(cmd)
                 case _:
@@ -225,10 +317,11 @@ class RealtimeSession:
         except asyncio.QueueFull:
             # the network has stalled for seconds: start over on a new connection, the core
             # still holds the turn and re-sends it whole
-            log.warning("send queue full (%d events): dropping the connection", SEND_QUEUE_MAX)
             self._drain_queue()
             ws = self._ws
-            if ws is not None:
+            if ws is not None and not self._overflowed:
+                self._overflowed = True  # one close per stalled connection, not one per event
+                log.warning("send queue full (%d events): dropping the connection", self._queue.maxsize)
                 self._spawn(ws.close(code=1011, reason="client send queue overflow"))
 
     def _drain_queue(self) -> None:
@@ -278,6 +371,7 @@ class RealtimeSession:
             )
             return
         self._ws = ws
+        self._overflowed = False
         log.info("connected to %s (model %s)", self.cfg.url, self.cfg.model)
         self._spawn(self._read(ws))
         self._apply(self.core.connected(self._clock()))
