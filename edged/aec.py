@@ -148,6 +148,10 @@ class EchoCanceller:
         self._gain = np.ones(k, dtype=f32)
         self._gmin = np.float32(10 ** (-cfg.suppression_db / 20))
         self._decay = np.float32(np.exp(-n / rate_hz / (cfg.echo_decay_ms / 1000)))
+        self._gate_decay = np.float32(np.exp(-n / rate_hz / (cfg.barge_in_decay_ms / 1000)))
+        self._gate_psd = np.zeros(k, dtype=f32)  # the echo the speech gate expects, per bin
+        # keep estimating for as long as the frame loop still treats the room as echoing
+        self._settle = max(SETTLE_FRAMES, cfg.echo_hangover_ms * rate_hz // 1000 // n - self.parts)
         self._speech = slice(int(300 * 2 * n / rate_hz), int(3400 * 2 * n / rate_hz) + 1)
         self.near_ratio_db = NO_ECHO_RATIO_DB
         self.delay_frames = 0
@@ -169,7 +173,7 @@ class EchoCanceller:
             self.near_ratio_db = -120.0 if ref_active else 0.0
             return np.zeros(n) if ref_active else d * scale
         self._quiet_frames = 0 if ref_active else self._quiet_frames + 1
-        if self._quiet_frames > self.parts + SETTLE_FRAMES:
+        if self._quiet_frames > self.parts + self._settle:
             return self._idle(d, r) * scale
         x = self._aligned(r, ref_active)
         if self._quiet_frames > self.parts:
@@ -199,6 +203,7 @@ class EchoCanceller:
         self._spec_prev = None
         self._gain[:] = 1.0
         self._echo_psd[:] = 0.0
+        self._gate_psd[:] = 0.0
         self.near_ratio_db = NO_ECHO_RATIO_DB
         return out
 
@@ -314,8 +319,11 @@ class EchoCanceller:
         frame = self._ola + out[:n]
         self._ola = out[n:]
         sb = self._speech
+        # the gate's expectation lingers like the room's reverberation, which the filter's tail
+        # does not cover: a pause in the device's speech is not a user's word
+        gate = self._gate_psd = np.maximum(coherent, self._gate_psd * self._gate_decay)
         if self.converged:
-            self.near_ratio_db = float(10 * np.log10((pe[sb].sum() + EPS) / (resid[sb].sum() + EPS)))
+            self.near_ratio_db = float(10 * np.log10((pe[sb].sum() + EPS) / (gate[sb].sum() + EPS)))
         else:
             self.near_ratio_db = -NO_ECHO_RATIO_DB
         return frame

@@ -134,7 +134,14 @@ class AecConfig:
         60, 5, 1000, "how long the suppressor expects echo to linger after the estimate falls (ms)"
     )
     echo_hangover_ms: int = _num(
-        300, 0, 2000, "after playback stops, how long its echo is still expected in the room (ms)"
+        500, 0, 2000, "after playback stops, how long its echo is still expected in the room (ms)"
+    )
+    barge_in_decay_ms: int = _num(
+        120,
+        5,
+        2000,
+        "how slowly the echo the gate expects dies away (room reverberation); longer: fewer "
+        "false barge-ins, later real ones (ms)",
     )
     barge_in_margin_db: float = _num(
         8.0, 0.0, 40.0, "during playback, how far above the expected echo a frame must be to be the user (dB)"

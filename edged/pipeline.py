@@ -127,6 +127,10 @@ class Pipeline:
         if playing and self.aec.near_ratio_db < self.cfg.aec.barge_in_margin_db:
             # while the speaker plays, only what stands above the expected echo can be the user
             d = replace(d, onset=False, trigger=False, speech=False)
+        elif playing and not d.loud:
+            # nor can what barely stands above the room's floor: there the second stage hears
+            # the canceller's residual, amplified, and residual echo is the device's own voice
+            d = replace(d, trigger=False)
         if tm:
             tm.mark("detector")
         start = self.position

@@ -139,3 +139,21 @@ def test_half_duplex_mutes_while_playing_and_adds_no_latency() -> None:
     mic = np.full(160, 0.1, np.float32)
     assert not ec.process(mic, np.full(160, 0.1, np.float32)).any()
     np.testing.assert_array_equal(ec.process(mic, np.zeros(160, np.float32)), mic)
+
+
+def test_pauses_in_the_reply_of_a_reverberant_room_start_nothing(demo_audio, demo_labels) -> None:
+    """Between the device's sentences the room still rings (RT60 0.6 s, past the filter's
+    tail): that is echo, not a user, and must not become a turn."""
+    x, _ = demo_audio
+    rng = np.random.default_rng(11)
+    far = np.concatenate(
+        [
+            np.concatenate([segment(x, u["start_s"], u["end_s"]), np.zeros(int(0.6 * RATE), np.float32)])
+            for u in demo_labels["utterances"][:6]
+        ]
+    )
+    echo = np.convolve(far, room_response(seed=5, rt60_s=0.6, length_s=0.6))[: len(far)]
+    echo *= 10 ** (-25 / 20) / np.sqrt(np.mean(echo**2))  # loud: the speaker is close
+    mic = (echo + rng.standard_normal(len(far)) * 10 ** (-72 / 20)).astype(np.float32)
+    res = replay_signal(Config(), mic, RATE, far, RATE)
+    assert res.turns == []
