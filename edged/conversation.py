@@ -26,8 +26,9 @@ from scipy.signal import lfilter
 
 from .config import Config
 from .cost import always_streaming_usd, cost_usd, prices_for
+from .feed import feed
 from .frames import FRAME_MS, RATE_HZ
-from .gate import Commit, Discard, Start
+from .gate import Action, Commit, Discard, Start
 from .pipeline import Pipeline
 from .playback import RATE_HZ as PLAY_RATE_HZ
 from .playback import Playback
@@ -135,6 +136,22 @@ async def run_conversation(
         )
         session.start()
         pipeline = Pipeline(cfg, RATE_HZ, PLAY_RATE_HZ)
+
+        def on_action(a: Action) -> None:
+            number = session.core.turns
+            if isinstance(a, Start):
+                decided_s = (a.at + pipeline.delay_samples + frame) / RATE_HZ
+                start_s = pipeline.to_input_ms(a.upload_start) / 1000
+                rows[number] = TurnRow(number, start_s, 0, 0, a.barge_in, 0, decided_s=decided_s)
+            elif isinstance(a, Commit):
+                row = rows[number]
+                row.speech_end_s = pipeline.to_input_ms(a.speech_end) / 1000
+                row.commit_s = pipeline.to_input_ms(a.at) / 1000
+                row.uploaded_s = a.uploaded_samples / RATE_HZ
+            elif isinstance(a, Discard):
+                rows.pop(number, None)
+                result.discards += 1
+
         room = Room(echo_gain_db) if echo_gain_db is not None else None
         speaker: list[np.ndarray] = []
         total = len(user) + DRAIN_MS * RATE_HZ // 1000
@@ -147,36 +164,7 @@ async def run_conversation(
             if room is not None:
                 mic = mic + room.process(played)
             for res in pipeline.process(mic, played):
-                uploads = iter(res.uploads)
-                for a in res.actions:
-                    if isinstance(a, Start):
-                        session.turn_started(a.barge_in)
-                        rows[session.core.turns] = TurnRow(
-                            session.core.turns,
-                            pipeline.to_input_ms(a.upload_start) / 1000,
-                            0,
-                            0,
-                            a.barge_in,
-                            0,
-                            decided_s=(a.at + pipeline.delay_samples + frame) / RATE_HZ,
-                        )
-                    elif isinstance(a, Commit):
-                        last = next(uploads, "")
-                        if last:
-                            session.turn_audio(last)
-                        session.turn_committed()
-                        row = rows[session.core.turns]
-                        row.speech_end_s = pipeline.to_input_ms(a.speech_end) / 1000
-                        row.commit_s = pipeline.to_input_ms(a.at) / 1000
-                        row.uploaded_s = a.uploaded_samples / RATE_HZ
-                    elif isinstance(a, Discard):
-                        session.turn_discarded()
-                        rows.pop(session.core.turns, None)
-                        result.discards += 1
-                    else:  # Append
-                        b = next(uploads, "")
-                        if b:
-                            session.turn_audio(b)
+                feed(session, res, on_action)
             position_ms[0] = (n + frame) * 1000 / RATE_HZ
             if k % BATCH_FRAMES == BATCH_FRAMES - 1:
                 # keep the loop at `speed` × real time, and let the network run

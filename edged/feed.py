@@ -1,0 +1,35 @@
+"""The frame loop's actions carried to the Realtime session, in order.
+
+Shared by the live daemon and the closed-loop conversation so both hand the
+session exactly the same calls: a start (with its barge-in flag), each chunk
+of upload audio, the commit with the last chunk, or the discard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .gate import Action, Commit, Discard, Start
+from .pipeline import FrameResult
+from .realtime.session import RealtimeSession
+
+OnAction = Callable[[Action], None]
+
+
+def feed(session: RealtimeSession, res: FrameResult, on_action: OnAction | None = None) -> None:
+    """`on_action` sees each action after the session has: the session's turn count is the
+    turn's number by then."""
+    uploads = iter(res.uploads)
+    for a in res.actions:
+        if isinstance(a, Start):
+            session.turn_started(a.barge_in)
+        elif isinstance(a, Commit):
+            if last := next(uploads, ""):
+                session.turn_audio(last)
+            session.turn_committed()
+        elif isinstance(a, Discard):
+            session.turn_discarded()
+        elif chunk := next(uploads, ""):  # Append
+            session.turn_audio(chunk)
+        if on_action is not None:
+            on_action(a)
