@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key-env", metavar="VAR", help="accept only the key in this environment variable (else any key)"
     )
 
+    run = sub.add_parser("run", parents=[common], help="the daemon: live microphone and speaker")
+    run.add_argument("--trace", metavar="FILE.jsonl", help="every client and server event, audio elided")
+    sub.add_parser("devices", help="list the audio devices (for audio.input_device / output_device)")
+
     c = sub.add_parser("config", help="validate or print configuration")
     csub = c.add_subparsers(dest="config_command", required=True)
     chk = csub.add_parser("check", parents=[common], help="validate a config file")
@@ -245,6 +249,28 @@ def _local_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .daemon import run
+    from .logs import setup_logging
+    from .secrets import MissingKey
+
+    setup_logging()
+    try:
+        return run(args.config, args.overrides, args.trace)
+    except MissingKey as e:
+        print(f"edged: {e}", file=sys.stderr)
+        return EX_CONFIG
+
+
+def _devices(_args: argparse.Namespace) -> int:
+    import sounddevice as sd
+
+    from .audio import list_devices
+
+    print(list_devices(sd))
+    return 0
+
+
 def _config_cmd(args: argparse.Namespace) -> int:
     if args.config_command == "check":
         _config(args, args.file)
@@ -266,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "calibrate": _calibrate,
         "local-server": _local_server,
         "config": _config_cmd,
+        "run": _run,
+        "devices": _devices,
     }
     try:
         return handlers[args.command](args)

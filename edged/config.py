@@ -248,6 +248,22 @@ class CostConfig:
 
 
 @dataclass(frozen=True)
+class AudioConfig:
+    """The live microphone and speaker (`edged run`); list devices with `edged devices`."""
+
+    input_device: str = _text("", "microphone: part of its name or its index; empty: the system default")
+    output_device: str = _text("", "speaker: part of its name or its index; empty: the system default")
+    sample_rate_hz: int = _num(0, 0, 192000, "stream rate; 0: the microphone's default (resampled)")
+    block_ms: int = _num(10, 5, 40, "samples moved per callback (ms)")
+    latency: str = _choice("low", ("low", "high"), "PortAudio latency class: high survives busy machines")
+    output_lead_ms: int = _num(
+        40, 10, 500, "speaker audio queued ahead of the callback; more survives a late frame loop (ms)"
+    )
+    reopen_min_ms: int = _num(500, 50, 60000, "first retry after the device disappeared (ms); doubles")
+    reopen_max_ms: int = _num(10000, 100, 600000, "longest wait between retries to open the device (ms)")
+
+
+@dataclass(frozen=True)
 class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     gate: GateConfig = field(default_factory=GateConfig)
@@ -255,6 +271,7 @@ class Config:
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
 
     def check(self) -> None:
         """Rules that span keys; called after every field passed its own check."""
@@ -283,11 +300,14 @@ class Config:
                         f"must not exceed {kind} ({getattr(price, kind)})"
                     )
         _check_tools(self.tools.enabled)
-        if self.realtime.reconnect_min_ms > self.realtime.reconnect_max_ms:
-            raise ConfigError(
-                f"realtime.reconnect_min_ms = {self.realtime.reconnect_min_ms}: must not exceed "
-                f"realtime.reconnect_max_ms ({self.realtime.reconnect_max_ms})"
-            )
+        for section, lo, hi in (
+            ("realtime", "reconnect_min_ms", "reconnect_max_ms"),
+            ("audio", "reopen_min_ms", "reopen_max_ms"),
+        ):
+            sec = getattr(self, section)
+            if getattr(sec, lo) > getattr(sec, hi):
+                limit = f"{section}.{hi} ({getattr(sec, hi)})"
+                raise ConfigError(f"{section}.{lo} = {getattr(sec, lo)}: must not exceed {limit}")
         if g.post_roll_ms > g.end_silence_ms:
             raise ConfigError(
                 f"gate.post_roll_ms = {g.post_roll_ms}: must not exceed "

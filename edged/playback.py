@@ -11,6 +11,7 @@ how barge-in stops the speaker within one frame.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,6 +36,10 @@ class Playback:
         self.current_item = ""  # the item whose audio the speaker played last
         self.dropped_samples = 0  # audio refused because the buffer was full
         self.underruns = 0  # the speaker ran dry in the middle of an item
+        # live audio pulls ahead of the speaker: what was pulled but not yet heard (samples at
+        # this rate), and who else must drop queued audio on a barge-in
+        self.downstream_samples: Callable[[], int] = lambda: 0
+        self.on_flush: list[Callable[[], None]] = []
 
     @property
     def queued_ms(self) -> float:
@@ -98,9 +103,15 @@ class Playback:
         self._queued = 0
         self._head = 0
         self._started = False
+        for listener in self.on_flush:
+            listener()
 
     def played_ms(self, item_id: str) -> int:
-        return self._played.get(item_id, 0) * 1000 // RATE_HZ
+        """What the user heard of the item: pulled, less what still waits downstream."""
+        played = self._played.get(item_id, 0)
+        if item_id == self.current_item:
+            played -= min(played, self.downstream_samples())
+        return played * 1000 // RATE_HZ
 
     def received_ms(self, item_id: str) -> int:
         return self._received.get(item_id, 0) * 1000 // RATE_HZ

@@ -3,7 +3,9 @@
 # fresh Debian 12 / Pi OS machine. Runs apt-get as root, or through sudo when available.
 set -euo pipefail
 
-packages=(libportaudio2)
+# pulseaudio + its utilities: the live-audio tests run through a null sink; libasound2-plugins lets
+# PortAudio (ALSA) reach PulseAudio as the "pulse" device
+packages=(libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins)
 # python3 -m venv needs ensurepip, which Debian ships separately
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 

@@ -1,0 +1,279 @@
+"""`edged run`: live audio → frame loop → Realtime session → speaker, under systemd.
+
+The shell around the sans-I/O parts. One asyncio loop polls the audio rings every
+few ms, runs what was captured through the pipeline, hands the actions to the
+session and keeps the speaker's ring fed from the playback buffer. systemd hears
+READY once audio flows, WATCHDOG only while frames keep arriving and the loop keeps
+up (or while a vanished device is being reopened), STATUS with what the device is
+doing; SIGHUP reloads the YAML (an invalid file is refused and the old one keeps
+running), SIGTERM stops within two seconds with a reply in flight cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from datetime import date, datetime
+from typing import TextIO
+
+from .audio import DeviceError, DuplexAudio
+from .config import Config, ConfigError, load_config
+from .feed import feed
+from .gate import Phase
+from .pipeline import Pipeline
+from .playback import RATE_HZ as PLAY_RATE_HZ
+from .playback import Playback
+from .realtime.session import Budget, RealtimeSession, ledger_path, tool_runner
+from .resample import StreamingResampler
+from .sdnotify import Notifier
+from .tools import ToolContext
+
+log = logging.getLogger("edged")
+
+POLL_S = 0.005
+STALL_S = 1.0  # no captured audio for this long: the stream is stalled or the device is gone
+START_GRACE_S = 3.0  # a stream just opened may take this long to deliver its first block
+LAG_S = 0.5  # the loop fell this far behind the audio: do not feed the watchdog
+STATUS_EVERY_S = 2.0
+STOP_TIMEOUT_S = 1.5
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: Config,
+        config_path: str | None,
+        api_key: str,
+        *,
+        overrides: list[str] | None = None,
+        notifier: Notifier | None = None,
+        trace: TextIO | None = None,
+        audio: DuplexAudio | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.overrides = overrides or []
+        self.notifier = notifier or Notifier()
+        self.audio = audio or DuplexAudio(cfg.audio)
+        self.playback = Playback(prebuffer_ms=cfg.realtime.playback_prebuffer_ms)
+        self.playback.on_flush.append(self.audio.stop_output)
+        self.playback.downstream_samples = self._unheard_samples
+        clock_s = time.monotonic
+        self.tool_context = ToolContext(now=lambda: datetime.now().astimezone(), monotonic_s=clock_s)
+        tools, run_tool = tool_runner(cfg.tools, self.tool_context)
+        self.budget = Budget(cfg.cost, cfg.realtime.model, date.today, path=ledger_path(cfg.cost, os.environ))
+        self.session = RealtimeSession(
+            cfg.realtime,
+            api_key,
+            self.playback,
+            tools=tools,
+            run_tool=run_tool,
+            trace=trace,
+            budget=self.budget,
+            tool_context=self.tool_context,
+        )
+        self.pipeline: Pipeline | None = None
+        self.pipeline_rate = 0
+        self._pending_cfg: Config | None = None
+        self._to_speaker: StreamingResampler | None = None
+        self._stop = asyncio.Event()
+        self._last_audio_s = 0.0
+        self._reopening = False
+        self._ready = False
+        self.frames = 0
+        self.reloads = 0
+
+    # -- audio -----------------------------------------------------------------------------------
+    def _unheard_samples(self) -> int:
+        rate = self.audio.rate_hz
+        return self.audio.queued_output() * PLAY_RATE_HZ // rate if rate else 0
+
+    async def _open_audio(self) -> None:
+        """Open the stream; while the device is missing, retry with backoff (never give up:
+        a USB microphone plugged in later must just work)."""
+        a = self.cfg.audio
+        wait_ms = a.reopen_min_ms
+        self._reopening = True
+        while not self._stop.is_set():
+            try:
+                self.audio.open()
+            except DeviceError as e:
+                delay = wait_ms / 2 + random.random() * wait_ms / 2
+                log.warning("audio device unavailable (%s); retrying in %.1f s", e, delay / 1000)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay / 1000)
+                wait_ms = min(wait_ms * 2, a.reopen_max_ms)
+                continue
+            break
+        self._reopening = False
+        rate = self.audio.rate_hz
+        if self.pipeline is None or self.pipeline_rate != rate:
+            self.pipeline = Pipeline(self.cfg, rate, rate)
+            self.pipeline_rate = rate
+        self._to_speaker = StreamingResampler(PLAY_RATE_HZ, rate)
+        self._last_audio_s = time.monotonic() + START_GRACE_S - STALL_S
+
+    async def _reopen_audio(self, why: str) -> None:
+        log.warning("audio stream lost (%s); ending the turn in progress and reopening", why)
+        self._end_turn()
+        self.audio.close()
+        self.playback.flush()
+        await self._open_audio()
+
+    def _end_turn(self) -> None:
+        if self.pipeline is not None:
+            for res in self.pipeline.finish():
+                feed(self.session, res)
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.session.start()
+        try:
+            await self._open_audio()
+            next_status = next_watchdog = 0.0
+            while not self._stop.is_set():
+                await asyncio.sleep(POLL_S)
+                now = time.monotonic()
+                if self._step(now) and not self._ready:
+                    self._ready = True
+                    self.notifier.ready(self.status())
+                    log.info("listening")
+                if now - self._last_audio_s > STALL_S and not self._reopening:
+                    why = "stream stopped" if not self.audio.active else "no audio for 1 s"
+                    await self._reopen_audio(why)
+                    continue
+                interval = self.notifier.watchdog_interval_s
+                if interval and now >= next_watchdog and self._healthy(now):
+                    self.notifier.watchdog()
+                    next_watchdog = now + interval
+                if now >= next_status:
+                    self.notifier.status(self.status())
+                    self._report_xruns()
+                    next_status = now + STATUS_EVERY_S
+        finally:
+            await self._shutdown()
+        return 0
+
+    def _step(self, now: float) -> bool:
+        """One poll: run what was captured, feed the speaker. True if audio arrived."""
+        mic, played = self.audio.read()
+        if len(mic):
+            self._last_audio_s = now
+            if self._pending_cfg is not None and self._gate_idle():
+                self._apply(self._pending_cfg)
+            assert self.pipeline is not None
+            for res in self.pipeline.process(mic, played):
+                self.frames += 1
+                feed(self.session, res)
+        self._feed_speaker()
+        return len(mic) > 0
+
+    def _feed_speaker(self) -> None:
+        a, rs = self.audio, self._to_speaker
+        if rs is None or not a.rate_hz:
+            return
+        lead = a.rate_hz * self.cfg.audio.output_lead_ms // 1000
+        missing = lead - a.queued_output()
+        if missing <= 0:
+            return
+        n24 = -(-missing * PLAY_RATE_HZ // a.rate_hz)
+        a.play(rs.process(self.playback.pull(n24)))
+
+    def _healthy(self, now: float) -> bool:
+        """Frames keep arriving and the loop keeps up: or a lost device is being reopened."""
+        if self._reopening:
+            return True
+        return now - self._last_audio_s < STALL_S and self.audio.queued_input_s() < LAG_S
+
+    def _gate_idle(self) -> bool:
+        return self.pipeline is None or self.pipeline.gate.phase is Phase.IDLE
+
+    def status(self) -> str:
+        if self.pipeline is not None and not self._gate_idle():
+            state = "user speaking"
+        elif self.playback.active:
+            state = "replying"
+        elif self._reopening:
+            state = "waiting for the audio device"
+        else:
+            state = "listening"
+        today = self.budget.ledger.today(self.budget.today())
+        return f"{state}; {today.turns} turns, ${today.usd:.2f} today"
+
+    def _report_xruns(self) -> None:
+        moved = self.audio.stats.news()
+        if moved:
+            log.warning("audio: %s", ", ".join(f"{k} +{v}" for k, v in moved.items()))
+
+    # -- reload and stop -------------------------------------------------------------------------
+    def reload(self) -> None:
+        """SIGHUP: read the YAML again; a bad file changes nothing."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path, self.overrides)
+        except ConfigError as e:
+            log.error("reload refused, the running configuration stays: %s", e)
+            self.notifier.ready(self.status())
+            return
+        if self._gate_idle():
+            self._apply(new)
+        else:
+            self._pending_cfg = new  # applied when the user's turn ends
+            log.info("reload: applied when the current turn ends")
+        self.notifier.ready(self.status())
+
+    def _apply(self, new: Config) -> None:
+        self._pending_cfg = None
+        old, self.cfg = self.cfg, new
+        if new.audio != old.audio:
+            log.info("reload: audio settings changed; reopening the stream")
+            self.audio.cfg = new.audio
+            self.audio.close()  # the loop notices and reopens with the new settings
+        if (new.detector, new.gate, new.aec) != (old.detector, old.gate, old.aec) and self.audio.rate_hz:
+            self.pipeline = Pipeline(new, self.audio.rate_hz, self.audio.rate_hz)
+            self.pipeline_rate = self.audio.rate_hz
+        self.budget.limit_usd = new.cost.daily_budget_usd
+        if (new.realtime, new.tools) != (old.realtime, old.tools):
+            log.warning("reload: realtime and tools settings take effect after a restart")
+        self.reloads += 1
+        log.info("configuration reloaded")
+
+    async def _shutdown(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping")
+        self._end_turn()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.session.stop(STOP_TIMEOUT_S), STOP_TIMEOUT_S)
+        self.audio.close()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+def run(config_path: str | None, overrides: list[str], trace_path: str | None) -> int:
+    """`edged run`: exits 78 on a bad config or a missing key (systemd does not retry those)."""
+    from .secrets import RedactingFilter, load_api_key
+
+    cfg = load_config(config_path, overrides)
+    key = load_api_key(cfg.realtime.api_key_file)
+    for h in logging.getLogger().handlers:
+        h.addFilter(RedactingFilter(key))
+    with contextlib.ExitStack() as stack:
+        trace = stack.enter_context(open(trace_path, "w", encoding="utf-8")) if trace_path else None
+        daemon = Daemon(cfg, config_path, key, overrides=overrides, trace=trace)
+        return asyncio.run(daemon.run())
+
+
+__all__ = ["Daemon", "run"]

@@ -1,0 +1,145 @@
+"""`edged run` on the real stack: PulseAudio with a null sink (its monitor source is the
+microphone, so what the daemon plays comes back as echo), edged's local server as the
+service, and a real notify socket standing in for systemd."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+KEY = "sk-daemon-test-5e4d3c2b1a"
+
+
+@pytest.fixture(scope="module")
+def pulse() -> Iterator[dict[str, str]]:
+    """A PulseAudio daemon with a null sink of our own; its monitor is the microphone."""
+    assert shutil.which("pulseaudio"), "pulseaudio is missing: `make test` installs it"
+    sink = f"edged_test_{os.getpid()}"
+    started = subprocess.run(["pulseaudio", "--check"]).returncode != 0
+    if started:
+        subprocess.run(
+            ["pulseaudio", "-D", "-n", "--exit-idle-time=-1", "--disallow-exit",
+             "--load=module-native-protocol-unix"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    module = subprocess.run(
+        ["pactl", "load-module", "module-null-sink", f"sink_name={sink}"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    yield {"PULSE_SINK": sink, "PULSE_SOURCE": f"{sink}.monitor"}
+    subprocess.run(["pactl", "unload-module", module], capture_output=True)
+    if started:
+        subprocess.run(["pulseaudio", "--kill"], capture_output=True)
+
+
+@pytest.fixture
+def local_server() -> Iterator[str]:
+    env = {**os.environ, "EDGED_TEST_KEY": KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edged.cli", "local-server", "--port", "0", "--pace", "1",
+         "--api-key-env", "EDGED_TEST_KEY"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    yield proc.stdout.readline().strip()
+    proc.terminate()
+    proc.wait(10)
+
+
+class Systemd:
+    """The receiving end of $NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.path = path
+        self.seen: list[dict[str, str]] = []
+
+    def expect(self, field: str, timeout_s: float = 15.0) -> dict[str, str]:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            self.sock.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                msg = self.sock.recv(4096).decode()
+            except TimeoutError:
+                break
+            fields = dict(line.split("=", 1) for line in msg.split("\n") if "=" in line)
+            self.seen.append(fields)
+            if field in fields:
+                return fields
+        raise AssertionError(f"no {field} from the daemon in {timeout_s} s; got {self.seen[-5:]}")
+
+
+def start_daemon(tmp_path: Path, pulse: dict[str, str], url: str, config: str, notify: Path) -> Any:
+    cfg = tmp_path / "edged.yaml"
+    cfg.write_text(config)
+    env = {
+        **os.environ,
+        **pulse,
+        "OPENAI_API_KEY": KEY,
+        "NOTIFY_SOCKET": str(notify),
+        "WATCHDOG_USEC": "1000000",
+        "STATE_DIRECTORY": str(tmp_path),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "edged.cli", "run", "--config", str(cfg), "--set", f"realtime.url={url}",
+         "--trace", str(tmp_path / "trace.jsonl")],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+AUDIO = "audio:\n  input_device: pulse\n  output_device: pulse\n"
+
+
+def test_run_speaks_systemd_notify_reloads_and_stops(tmp_path, pulse, local_server) -> None:
+    systemd = Systemd(tmp_path / "notify")
+    proc = start_daemon(tmp_path, pulse, local_server, AUDIO, systemd.path)
+    try:
+        ready = systemd.expect("READY")
+        assert ready.get("STATUS", "").startswith("listening")
+        systemd.expect("WATCHDOG", 3.0)  # fed while frames arrive
+        # a valid new file: RELOADING (with the time) then READY again
+        (tmp_path / "edged.yaml").write_text(AUDIO + "gate:\n  end_silence_ms: 600\n")
+        t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        proc.send_signal(signal.SIGHUP)
+        reloading = systemd.expect("RELOADING")
+        assert int(reloading["MONOTONIC_USEC"]) >= t0
+        systemd.expect("READY")
+        # an invalid file is refused and the daemon keeps running on the old one
+        (tmp_path / "edged.yaml").write_text(AUDIO + "gate:\n  end_silence_ms: -5\n")
+        proc.send_signal(signal.SIGHUP)
+        systemd.expect("RELOADING")
+        systemd.expect("READY")
+        systemd.expect("WATCHDOG", 3.0)
+        assert proc.poll() is None
+        t_stop = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        systemd.expect("STOPPING", 2.0)
+        assert proc.wait(5) == 0
+        assert time.monotonic() - t_stop < 2.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = proc.stderr.read() if proc.stderr else ""
+    assert "reload refused" in log and "gate.end_silence_ms = -5" in log
+    assert "configuration reloaded" in log
+    assert KEY not in log
+
+
+def test_a_missing_key_exits_78_before_touching_audio(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "CREDENTIALS_DIRECTORY")}
+    out = subprocess.run(
+        [sys.executable, "-m", "edged.cli", "run"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 78 and "$OPENAI_API_KEY" in out.stderr
