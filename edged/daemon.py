@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import random
@@ -266,6 +267,7 @@ def run(config_path: str | None, overrides: list[str], trace_path: str | None) -
     """`edged run`: exits 78 on a bad config or a missing key (systemd does not retry those)."""
     from .secrets import RedactingFilter, load_api_key
 
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1`: every thread's stack into the journal
     cfg = load_config(config_path, overrides)
     key = load_api_key(cfg.realtime.api_key_file)
     for h in logging.getLogger().handlers:

@@ -26,6 +26,8 @@ class Notifier:
         self._sock: socket.socket | None = None
         if self._addr:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # never wait for systemd: a full socket buffer drops the message, not the audio loop
+            self._sock.setblocking(False)
         self._failed = False
         self.watchdog_interval_s = _watchdog_interval_s(env)
 
@@ -40,7 +42,8 @@ class Notifier:
             self._sock.sendto("\n".join(fields).encode(), self._addr)
         except OSError as e:
             if not self._failed:
-                log.warning("cannot notify systemd at %s: %s", self._addr.lstrip("\0"), e.strerror)
+                why = e.strerror or type(e).__name__
+                log.warning("cannot notify systemd at %s: %s", self._addr.lstrip("\0"), why)
             self._failed = True
         else:
             self._failed = False

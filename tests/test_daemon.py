@@ -94,7 +94,7 @@ def start_daemon(tmp_path: Path, pulse: dict[str, str], url: str, config: str, n
     return subprocess.Popen(
         [sys.executable, "-m", "edged.cli", "run", "--config", str(cfg), "--set", f"realtime.url={url}",
          "--trace", str(tmp_path / "trace.jsonl")],
-        env=env, stderr=subprocess.PIPE, text=True,
+        env=env, stderr=(tmp_path / "daemon.log").open("w"), text=True,
     )  # fmt: skip
 
 
@@ -131,7 +131,7 @@ def test_run_speaks_systemd_notify_reloads_and_stops(tmp_path, pulse, local_serv
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    log = proc.stderr.read() if proc.stderr else ""
+    log = (tmp_path / "daemon.log").read_text()
     assert "reload refused" in log and "gate.end_silence_ms = -5" in log
     assert "configuration reloaded" in log
     assert KEY not in log
@@ -143,3 +143,46 @@ def test_a_missing_key_exits_78_before_touching_audio(tmp_path) -> None:
         [sys.executable, "-m", "edged.cli", "run"], env=env, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 78 and "$OPENAI_API_KEY" in out.stderr
+
+
+def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_reply(
+    tmp_path, pulse, local_server, demo_audio, demo_labels
+) -> None:
+    """Sentences played into the sink reach the daemon through its monitor, as does the
+    daemon's own reply (a digital echo at full level). The first sentence must be answered,
+    the reply must not trigger anything, the second sentence, spoken over the reply, must
+    cancel it and truncate it at what was played."""
+    import json
+
+    from edged.wavio import write_pcm16
+
+    x, rate = demo_audio
+    wavs = []
+    for i, u in enumerate(demo_labels["utterances"][:2]):
+        wavs.append(tmp_path / f"user{i}.wav")
+        write_pcm16(wavs[-1], x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
+    systemd = Systemd(tmp_path / "notify")
+    proc = start_daemon(tmp_path, pulse, local_server, AUDIO, systemd.path)
+    try:
+        systemd.expect("READY")
+        play = ["paplay", f"--device={pulse['PULSE_SINK']}"]
+        subprocess.run([*play, str(wavs[0])], check=True, timeout=30)
+        time.sleep(1.5)  # the reply (about 3 s) is playing now
+        subprocess.run([*play, str(wavs[1])], check=True, timeout=30)
+        time.sleep(6)  # the second reply plays out: its echo must not start a turn either
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()
+            proc.wait()
+    events = [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    kinds = [e["type"] for e in events]
+    assert kinds.count("input_audio_buffer.commit") == 2, kinds
+    assert kinds.index("response.cancel") < kinds.index("conversation.item.truncate")
+    truncate = next(e for e in events if e["type"] == "conversation.item.truncate")
+    assert 300 <= truncate["audio_end_ms"] <= 3500  # heard part of it, not all of it
+    statuses = [e["response"]["status"] for e in events if e["type"] == "response.done"]
+    assert statuses[0] == "cancelled" and statuses[-1] == "completed"

@@ -69,3 +69,14 @@ def test_watchdog_interval_is_half_of_watchdog_sec_and_only_for_this_process() -
     mine = {"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())}
     assert Notifier(mine).watchdog_interval_s == 2.0
     assert Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}).watchdog_interval_s is None
+
+
+def test_a_listener_that_never_reads_cannot_block_the_daemon(listener, caplog) -> None:
+    sock, path = listener
+    n = Notifier({"NOTIFY_SOCKET": path})
+    t0 = time.monotonic()
+    for _ in range(5000):  # far more than a datagram socket buffers
+        n.watchdog()
+    assert time.monotonic() - t0 < 2.0
+    assert sum("cannot notify systemd" in r.getMessage() for r in caplog.records) == 1
+    assert recv(sock) == ["WATCHDOG=1"]  # what fitted was delivered
