@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass, field, replace
 from typing import TextIO
@@ -40,6 +41,7 @@ from .resample import StreamingResampler
 PLAY_FRAME = PLAY_RATE_HZ * FRAME_MS // 1000
 BATCH_FRAMES = 5  # frames run between yields to the network
 DRAIN_MS = 6000  # after the recording ends, let the last reply play out
+MAX_DRAIN_MS = 30000  # ... and longer while a turn still waits for its reply (a slow machine)
 
 
 class Room:
@@ -157,7 +159,13 @@ async def run_conversation(
         total = len(user) + DRAIN_MS * RATE_HZ // 1000
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        for k, n in enumerate(range(0, total - frame + 1, frame)):
+        limit = len(user) + MAX_DRAIN_MS * RATE_HZ // 1000
+
+        def more(n: int) -> bool:
+            waiting = any(r.status == "pending" for r in rows.values())
+            return n + frame <= total or (waiting and n + frame <= limit)
+
+        for k, n in enumerate(itertools.takewhile(more, itertools.count(0, frame))):
             played = playback.pull(PLAY_FRAME)
             speaker.append(played)
             mic = user[n : n + frame] if n + frame <= len(user) else np.zeros(frame, np.float32)
