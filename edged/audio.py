@@ -38,15 +38,13 @@ class Ring:
         self._w = 0  # written so far: only the producer moves it
         self._r = 0  # read so far: only the consumer moves it
         self._skip_to = 0  # the producer asks the consumer to drop what is queued before this
-        self.dropped = 0  # samples the producer could not write (the ring was full)
 
     def queued(self) -> int:
         return self._w - max(self._r, self._skip_to)
 
     def write(self, x: np.ndarray) -> int:
+        """Returns how many samples fitted; the rest is dropped."""
         n = min(len(x), self.capacity - (self._w - self._r))
-        if n < len(x):
-            self.dropped += len(x) - n
         i = self._w % self.capacity
         first = min(n, self.capacity - i)
         self._buf[i : i + first] = x[:first]
@@ -65,11 +63,6 @@ class Ring:
         self._r += n
         return n
 
-    def read_all(self) -> np.ndarray:
-        """Consumer side, outside the callback: everything queued, as a new array."""
-        out = np.empty(max(0, self.queued()), dtype=np.float32)
-        return out[: self.read_into(out)]
-
     def clear(self) -> None:
         """Producer side: whatever is queued is not to be read (the speaker stops now)."""
         self._skip_to = self._w
@@ -77,22 +70,19 @@ class Ring:
 
 @dataclass
 class StreamStats:
-    callbacks: int = 0
+    """What went wrong on the stream, counted in the callback and logged by the frame loop."""
+
     input_overflows: int = 0
     input_underflows: int = 0
     output_underflows: int = 0
     output_overflows: int = 0
     starved_blocks: int = 0  # blocks played (partly) as silence because the frame loop was late
+    lost_blocks: int = 0  # captured blocks dropped because the frame loop fell 2 s behind
     reported: dict[str, int] = field(default_factory=dict)
 
     def news(self) -> dict[str, int]:
         """Counters that moved since the last call (for one log line outside the callback)."""
-        now = {
-            "input_overflows": self.input_overflows,
-            "input_underflows": self.input_underflows,
-            "output_underflows": self.output_underflows,
-            "output_overflows": self.output_overflows,
-        }
+        now = {k: v for k, v in vars(self).items() if k != "reported"}
         moved = {k: v - self.reported.get(k, 0) for k, v in now.items() if v != self.reported.get(k, 0)}
         self.reported = now
         return moved
@@ -206,13 +196,12 @@ class DuplexAudio:
 
     def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, _t: Any, status: Any) -> None:
         st = self.stats
-        st.callbacks += 1
         if status:
             st.input_overflows += bool(status.input_overflow)
             st.input_underflows += bool(status.input_underflow)
             st.output_underflows += bool(status.output_underflow)
             st.output_overflows += bool(status.output_overflow)
-        self._mic.write(indata[:, 0])
+        st.lost_blocks += self._mic.write(indata[:, 0]) < frames
         tmp = self._tmp[:frames] if frames <= len(self._tmp) else np.zeros(frames, np.float32)
         got = self._out.read_into(tmp)
         if got < frames:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import yaml
 
 from .config import EX_CONFIG, Config, ConfigError, load_config, render_documented, to_dict
+from .secrets import MissingKey
 from .wavio import AudioFileError
 
 EX_CANTCREAT = 73
@@ -164,9 +165,15 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed_ok(speed: float) -> bool:
+    if 0.25 <= speed <= 50:
+        return True
+    print(f"edged: --speed {speed}: must be from 0.25 to 50", file=sys.stderr)
+    return False
+
+
 def _replay_talk(args: argparse.Namespace, cfg: Config) -> int:
     from .conversation import replay_conversation
-    from .secrets import MissingKey
 
     if args.far_end or args.events or args.clean_out or args.plot:
         print(
@@ -175,16 +182,10 @@ def _replay_talk(args: argparse.Namespace, cfg: Config) -> int:
             file=sys.stderr,
         )
         return 64
-    if not 0.25 <= args.speed <= 50:
-        print(f"edged: --speed {args.speed}: must be from 0.25 to 50", file=sys.stderr)
+    if not _speed_ok(args.speed):
         return 64
-    try:
-        return replay_conversation(
-            cfg, args.input, args.talk == "service", args.speed, args.trace, args.speaker_out
-        )
-    except MissingKey as e:
-        print(f"edged: {e}", file=sys.stderr)
-        return EX_CONFIG
+    service = args.talk == "service"
+    return replay_conversation(cfg, args.input, service, args.speed, args.trace, args.speaker_out)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -193,8 +194,7 @@ def _demo(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.detect_only:
         return run_demo(cfg)
-    if not 0.25 <= args.speed <= 50:
-        print(f"edged: --speed {args.speed}: must be from 0.25 to 50", file=sys.stderr)
+    if not _speed_ok(args.speed):
         return 64
     return run_conversation_demo(cfg, args.speed, args.out, args.trace, args.echo_db)
 
@@ -252,14 +252,9 @@ def _local_server(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .daemon import run
     from .logs import setup_logging
-    from .secrets import MissingKey
 
     setup_logging()
-    try:
-        return run(args.config, args.overrides, args.trace)
-    except MissingKey as e:
-        print(f"edged: {e}", file=sys.stderr)
-        return EX_CONFIG
+    return run(args.config, args.overrides, args.trace)
 
 
 def _devices(_args: argparse.Namespace) -> int:
@@ -299,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except ConfigError as e:
         print(f"edged: config error: {e}", file=sys.stderr)
+        return EX_CONFIG
+    except MissingKey as e:  # the key is configuration too: systemd must not retry without one
+        print(f"edged: {e}", file=sys.stderr)
         return EX_CONFIG
     except AudioFileError as e:
         print(f"edged: {e}", file=sys.stderr)

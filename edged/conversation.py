@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
@@ -225,21 +224,18 @@ def replay_conversation(
     at the service's pace.
     """
     from .resample import resample_whole
-    from .secrets import RedactingFilter, load_api_key
+    from .secrets import use_api_key
     from .wavio import read_mono, write_pcm16
 
     mic, rate = read_mono(path)
     user = resample_whole(mic, rate, RATE_HZ) if rate != RATE_HZ else mic
     key = None
     if service:
-        key = load_api_key(cfg.realtime.api_key_file)
-        for h in logging.getLogger().handlers:
-            h.addFilter(RedactingFilter(key))
+        key = use_api_key(cfg.realtime.api_key_file)
         speed = 1.0
     where = cfg.realtime.url if service else "edged's local server"
     print(f"{path}: {len(user) / RATE_HZ:.1f} s, every turn sent to {where}\n")
-    with contextlib.ExitStack() as stack:
-        trace = stack.enter_context(open(trace_path, "w", encoding="utf-8")) if trace_path else None
+    with open(trace_path, "w", encoding="utf-8") if trace_path else contextlib.nullcontext() as trace:
         res = asyncio.run(
             run_conversation(cfg, user, speed=speed, echo_gain_db=None, trace=trace, api_key=key)
         )

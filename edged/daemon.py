@@ -16,13 +16,13 @@ import contextlib
 import faulthandler
 import logging
 import os
-import random
 import signal
 import time
 from datetime import date, datetime
 from typing import TextIO
 
 from .audio import DeviceError, DuplexAudio
+from .backoff import backoff_ms
 from .config import Config, ConfigError, load_config
 from .feed import feed
 from .gate import Phase
@@ -86,8 +86,6 @@ class Daemon:
         self._last_audio_s = 0.0
         self._reopening = False
         self._ready = False
-        self.frames = 0
-        self.reloads = 0
 
     # -- audio -----------------------------------------------------------------------------------
     def _unheard_samples(self) -> int:
@@ -98,17 +96,17 @@ class Daemon:
         """Open the stream; while the device is missing, retry with backoff (never give up:
         a USB microphone plugged in later must just work)."""
         a = self.cfg.audio
-        wait_ms = a.reopen_min_ms
+        failures = 0
         self._reopening = True
         while not self._stop.is_set():
             try:
                 self.audio.open()
             except DeviceError as e:
-                delay = wait_ms / 2 + random.random() * wait_ms / 2
-                log.warning("audio device unavailable (%s); retrying in %.1f s", e, delay / 1000)
+                failures += 1
+                delay_ms = backoff_ms(failures, a.reopen_min_ms, a.reopen_max_ms)
+                log.warning("audio device unavailable (%s); retrying in %.1f s", e, delay_ms / 1000)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay / 1000)
-                wait_ms = min(wait_ms * 2, a.reopen_max_ms)
+                    await asyncio.wait_for(self._stop.wait(), delay_ms / 1000)
                 continue
             break
         self._reopening = False
@@ -173,7 +171,6 @@ class Daemon:
                 self._apply(self._pending_cfg)
             assert self.pipeline is not None
             for res in self.pipeline.process(mic, played):
-                self.frames += 1
                 feed(self.session, res)
         self._feed_speaker()
         return len(mic) > 0
@@ -245,7 +242,6 @@ class Daemon:
         self.budget.limit_usd = new.cost.daily_budget_usd
         if (new.realtime, new.tools) != (old.realtime, old.tools):
             log.warning("reload: realtime and tools settings take effect after a restart")
-        self.reloads += 1
         log.info("configuration reloaded")
 
     async def _shutdown(self) -> None:
@@ -259,21 +255,15 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
 
 def run(config_path: str | None, overrides: list[str], trace_path: str | None) -> int:
     """`edged run`: exits 78 on a bad config or a missing key (systemd does not retry those)."""
-    from .secrets import RedactingFilter, load_api_key
+    from .secrets import use_api_key
 
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1`: every thread's stack into the journal
     cfg = load_config(config_path, overrides)
-    key = load_api_key(cfg.realtime.api_key_file)
-    for h in logging.getLogger().handlers:
-        h.addFilter(RedactingFilter(key))
-    with contextlib.ExitStack() as stack:
-        trace = stack.enter_context(open(trace_path, "w", encoding="utf-8")) if trace_path else None
+    key = use_api_key(cfg.realtime.api_key_file)
+    with open(trace_path, "w", encoding="utf-8") if trace_path else contextlib.nullcontext() as trace:
         daemon = Daemon(cfg, config_path, key, overrides=overrides, trace=trace)
         return asyncio.run(daemon.run())
 

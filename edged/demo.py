@@ -70,8 +70,7 @@ def run_conversation_demo(
     print(f"A conversation: {n} sentences spoken in a kitchen ({secs:.1f} s), the device answering")
     print(f"through edged's local Realtime server; its voice comes back into the microphone {echo_db:g} dB")
     print("louder than the user's, and the user does not always wait for it to finish.\n")
-    with contextlib.ExitStack() as stack:
-        trace = stack.enter_context(open(trace_path, "w", encoding="utf-8")) if trace_path else None
+    with open(trace_path, "w", encoding="utf-8") if trace_path else contextlib.nullcontext() as trace:
         gain_db = _speech_dbfs(user, labels) + echo_db - _reply_dbfs()
         res = asyncio.run(run_conversation(cfg, user, speed=speed, echo_gain_db=gain_db, trace=trace))
     _end_of_speech(res, labels)

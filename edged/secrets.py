@@ -66,3 +66,11 @@ class RedactingFilter(logging.Filter):
             if self._key in msg:
                 record.msg, record.args = redact(msg, self._key), None
         return True
+
+
+def use_api_key(key_file: str = "") -> str:
+    """The key for this process, with every current log handler masking it from now on."""
+    key = load_api_key(key_file)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(key))
+    return key

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ..backoff import backoff_ms
 from . import protocol as p
 
 # one turn's audio kept for a re-send: 75 s of 24 kHz PCM16 as base64, above the gate's longest
@@ -393,8 +394,7 @@ class SessionCore:
         )
 
     def _backoff_ms(self) -> float:
-        base = min(self.cfg.reconnect_max_ms, self.cfg.reconnect_min_ms * 2 ** max(0, self._attempts - 1))
-        return base * (0.5 + self._rng.random() / 2)  # "equal jitter": never zero, never synchronised
+        return backoff_ms(self._attempts, self.cfg.reconnect_min_ms, self.cfg.reconnect_max_ms, self._rng)
 
     def _schedule(self, now_ms: float, wait_ms: float) -> list[Command]:
         self._retry_at = now_ms + wait_ms
