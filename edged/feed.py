@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .frames import RATE_HZ
 from .gate import Action, Commit, Discard, Start
 from .pipeline import FrameResult
 from .realtime.session import RealtimeSession
@@ -26,7 +27,7 @@ def feed(session: RealtimeSession, res: FrameResult, on_action: OnAction | None 
         elif isinstance(a, Commit):
             if last := next(uploads, ""):
                 session.turn_audio(last)
-            session.turn_committed()
+            session.turn_committed((a.at - a.speech_end) * 1000 / RATE_HZ)
         elif isinstance(a, Discard):
             session.turn_discarded()
         elif chunk := next(uploads, ""):  # Append

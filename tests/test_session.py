@@ -19,7 +19,7 @@ from edged.config import RealtimeConfig
 from edged.playback import Playback
 from edged.realtime.core import Link
 from edged.realtime.local_server import LocalRealtimeServer
-from edged.realtime.session import RealtimeSession
+from edged.realtime.session import RealtimeSession, turn_line
 from edged.tools import BUILTINS, Timers, Toolbox, ToolContext
 
 KEY = "sk-local-test-0123456789"
@@ -50,7 +50,7 @@ def speak_turn(s: RealtimeSession, chunks: list[str], barge_in: bool = False) ->
     s.turn_started(barge_in)
     for ch in chunks:
         s.turn_audio(ch)
-    s.turn_committed()
+    s.turn_committed(end_to_commit_ms=420.0)
 
 
 def sha(chunks: list[str]) -> str:
@@ -68,6 +68,8 @@ async def test_a_turn_is_answered_with_speech_and_accounted() -> None:
         done = s.turns_done[0]
         assert done.status == "completed" and done.uploaded_ms == pytest.approx(500)
         assert done.commit_to_audio_ms is not None and done.commit_to_audio_ms >= 0
+        line = turn_line(done, [], None)
+        assert done.end_to_commit_ms == 420.0 and "uploaded 0.50 s, speech end→commit 420 ms" in line
         assert done.usage and done.usage[0]["input_token_details"]["audio_tokens"] >= 5
         rec = server.records[0]
         assert [c.sha256 for c in rec.commits] == [sha(chunks)]

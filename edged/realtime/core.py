@@ -103,6 +103,7 @@ class TurnDone:
     turn: int
     uploaded_ms: float
     commit_to_audio_ms: float | None  # commit sent → first reply audio
+    end_to_commit_ms: float | None  # the user's last voiced frame → the gate's commit (audio clock)
     usage: tuple[dict[str, Any], ...]  # `response.done` usage of each response it took
     status: str  # the last response's status, or why there was none
     barge_in: bool
@@ -127,6 +128,7 @@ class _Turn:
     committed: bool = False  # the gate ended it: commit once the audio is all sent
     sent_commit: bool = False
     commit_at_ms: float | None = None
+    end_to_commit_ms: float | None = None
     first_audio_ms: float | None = None
     heard_reply: bool = False  # reply audio arrived: a re-send would answer twice
     full: bool = False  # reached the resend buffer's cap: later audio is dropped, not holed
@@ -234,11 +236,12 @@ class SessionCore:
             return [Send(self.ev.append(audio_b64))]
         return []
 
-    def turn_committed(self, now_ms: float) -> list[Command]:
+    def turn_committed(self, now_ms: float, end_to_commit_ms: float | None = None) -> list[Command]:
         t = self._speaking()
         if t is None:
             return []
         t.committed = True
+        t.end_to_commit_ms = end_to_commit_ms
         self._last_activity_ms = now_ms
         if self.link is Link.UP and t is self._turn:
             return self._commit(now_ms, t)
@@ -521,7 +524,9 @@ class SessionCore:
         latency = None
         if t.first_audio_ms is not None and t.commit_at_ms is not None:
             latency = t.first_audio_ms - t.commit_at_ms
-        done = TurnDone(t.number, t.uploaded_ms, latency, tuple(t.usage), status, t.barge_in)
+        done = TurnDone(
+            t.number, t.uploaded_ms, latency, t.end_to_commit_ms, tuple(t.usage), status, t.barge_in
+        )
         return [done, *self._next_turn(now_ms)]
 
     def _error(self, now_ms: float, e: p.ServerError) -> list[Command]:

@@ -165,12 +165,13 @@ class Budget:
 def turn_line(done: c.TurnDone, usage: list[Usage], usd: float | None) -> str:
     """The journal's one line per turn: how long it took, what it sent, what it cost."""
     reply = f"{done.commit_to_audio_ms:.0f} ms" if done.commit_to_audio_ms is not None else "none"
+    end = f"speech end→commit {done.end_to_commit_ms:.0f} ms, " if done.end_to_commit_ms is not None else ""
     tokens_in = sum(u.input_tokens for u in usage)
     tokens_out = sum(u.output_tokens for u in usage)
     cost = f" ${usd:.5f}" if usd is not None else ""
     return (
         f"turn {done.turn} {done.status}{' (barge-in)' if done.barge_in else ''}: "
-        f"uploaded {done.uploaded_ms / 1000:.2f} s, commit→reply audio {reply}, "
+        f"uploaded {done.uploaded_ms / 1000:.2f} s, {end}commit→reply audio {reply}, "
         f"tokens in {tokens_in} out {tokens_out}{cost}"
     )
 
@@ -233,8 +234,8 @@ class RealtimeSession:
     def turn_audio(self, audio_b64: str) -> None:
         self._apply(self.core.turn_audio(self._clock(), audio_b64))
 
-    def turn_committed(self) -> None:
-        self._apply(self.core.turn_committed(self._clock()))
+    def turn_committed(self, end_to_commit_ms: float | None = None) -> None:
+        self._apply(self.core.turn_committed(self._clock(), end_to_commit_ms))
 
     def turn_discarded(self) -> None:
         self._apply(self.core.turn_discarded(self._clock()))
