@@ -264,6 +264,20 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Opt-in Prometheus counters for `edged run`: frames, xruns, turns, barge-ins, uploaded
+    seconds, tokens, cost, frame-loop time."""
+
+    listen: str = _text(
+        "", "serve /metrics at host:port, host 127.0.0.1, [::1] or localhost only; empty: off"
+    )
+    textfile: str = _text(
+        "", "node_exporter textfile (a path ending in .prom) rewritten atomically; empty: off"
+    )
+    textfile_every_ms: int = _num(10000, 1000, 600000, "how often the textfile is rewritten (ms)")
+
+
+@dataclass(frozen=True)
 class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     gate: GateConfig = field(default_factory=GateConfig)
@@ -272,6 +286,7 @@ class Config:
     tools: ToolsConfig = field(default_factory=ToolsConfig)
     cost: CostConfig = field(default_factory=CostConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def check(self) -> None:
         """Rules that span keys; called after every field passed its own check."""
@@ -300,6 +315,7 @@ class Config:
                         f"must not exceed {kind} ({getattr(price, kind)})"
                     )
         _check_tools(self.tools.enabled)
+        _check_metrics(self.metrics)
         for section, lo, hi in (
             ("realtime", "reconnect_min_ms", "reconnect_max_ms"),
             ("audio", "reopen_min_ms", "reopen_max_ms"),
@@ -339,6 +355,22 @@ def _check_url(url: str) -> None:
         f"realtime.url = {url!r}: must be a wss:// URL, or ws:// to a loopback host "
         f"({', '.join(LOOPBACK_HOSTS)})"
     )
+
+
+def _check_metrics(m: MetricsConfig) -> None:
+    """Loopback only: the counters tell when someone in the house speaks."""
+    if m.listen:
+        host, sep, port = m.listen.rpartition(":")
+        if not (sep and host.strip("[]") in LOOPBACK_HOSTS and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(
+                f"metrics.listen = {m.listen!r}: must be host:port with host one of "
+                f"{', '.join(LOOPBACK_HOSTS)} (IPv6 in brackets) and port 1-65535, or empty"
+            )
+    if m.textfile and not m.textfile.endswith(".prom"):
+        raise ConfigError(
+            f"metrics.textfile = {m.textfile!r}: must end in .prom (node_exporter reads only those), "
+            "or be empty"
+        )
 
 
 def _allowed(f: dataclasses.Field, kind: Any) -> str:

@@ -25,7 +25,8 @@ from .audio import DeviceError, DuplexAudio
 from .backoff import backoff_ms
 from .config import Config, ConfigError, load_config
 from .feed import feed
-from .gate import Phase
+from .gate import Action, Commit, Discard, Phase, Start
+from .metrics import Metrics, parse_listen, serve, write_textfile
 from .pipeline import Pipeline
 from .playback import RATE_HZ as PLAY_RATE_HZ
 from .playback import Playback
@@ -86,6 +87,8 @@ class Daemon:
         self._last_audio_s = 0.0
         self._reopening = False
         self._ready = False
+        self.metrics = Metrics()
+        self._textfile_ok = True
 
     # -- audio -----------------------------------------------------------------------------------
     def _unheard_samples(self) -> int:
@@ -119,6 +122,7 @@ class Daemon:
 
     async def _reopen_audio(self, why: str) -> None:
         log.warning("audio stream lost (%s); ending the turn in progress and reopening", why)
+        self.metrics.add("edged_audio_reopens_total")
         self._end_turn()
         self.audio.close()
         self.playback.flush()
@@ -127,7 +131,7 @@ class Daemon:
     def _end_turn(self) -> None:
         if self.pipeline is not None:
             for res in self.pipeline.finish():
-                feed(self.session, res)
+                feed(self.session, res, self._count)
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -136,9 +140,10 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.session.start()
+        server = await self._serve_metrics()
         try:
             await self._open_audio()
-            next_status = next_watchdog = 0.0
+            next_status = next_watchdog = next_textfile = 0.0
             while not self._stop.is_set():
                 await asyncio.sleep(POLL_S)
                 now = time.monotonic()
@@ -158,8 +163,15 @@ class Daemon:
                     self.notifier.status(self.status())
                     self._report_xruns()
                     next_status = now + STATUS_EVERY_S
+                if self.cfg.metrics.textfile and now >= next_textfile:
+                    self._write_textfile()
+                    next_textfile = now + self.cfg.metrics.textfile_every_ms / 1000
         finally:
+            if server is not None:
+                server.close()
             await self._shutdown()
+            if self.cfg.metrics.textfile:
+                self._write_textfile()
         return 0
 
     def _step(self, now: float) -> bool:
@@ -170,10 +182,24 @@ class Daemon:
             if self._pending_cfg is not None and self._gate_idle():
                 self._apply(self._pending_cfg)
             assert self.pipeline is not None
-            for res in self.pipeline.process(mic, played):
-                feed(self.session, res)
+            t0 = time.perf_counter()
+            results = self.pipeline.process(mic, played)
+            for res in results:
+                feed(self.session, res, self._count)
+            m = self.metrics
+            m.add("edged_frame_loop_seconds_total", time.perf_counter() - t0)
+            m.add("edged_frames_total", len(results))
+            m.add("edged_audio_seconds_total", len(mic) / self.audio.rate_hz)
         self._feed_speaker()
         return len(mic) > 0
+
+    def _count(self, a: Action) -> None:
+        if isinstance(a, Start) and a.barge_in:
+            self.metrics.add("edged_barge_ins_total")
+        elif isinstance(a, Commit):
+            self.metrics.add("edged_turns_total")
+        elif isinstance(a, Discard):
+            self.metrics.add("edged_false_starts_total")
 
     def _feed_speaker(self) -> None:
         a, rs = self.audio, self._to_speaker
@@ -211,6 +237,40 @@ class Daemon:
         moved = self.audio.stats.news()
         if moved:
             log.warning("audio: %s", ", ".join(f"{k} +{v}" for k, v in moved.items()))
+        for kind, n in moved.items():
+            self.metrics.add("edged_xruns_total", n, kind)
+
+    # -- metrics -------------------------------------------------------------------------------
+    def render_metrics(self) -> str:
+        m, t = self.metrics, self.session.totals
+        m.set("edged_reconnects_total", self.session.core.reconnects)
+        m.set("edged_uploaded_seconds_total", t.uploaded_ms / 1000)
+        m.set("edged_tokens_total", t.tokens_in, "in")
+        m.set("edged_tokens_total", t.tokens_out, "out")
+        m.set("edged_cost_usd_total", t.usd)
+        m.set("edged_cost_usd_today", self.budget.ledger.today(self.budget.today()).usd)
+        m.set("edged_speaking", not self._gate_idle())
+        m.set("edged_replying", self.playback.active)
+        return m.render()
+
+    async def _serve_metrics(self) -> asyncio.Server | None:
+        if not self.cfg.metrics.listen:
+            return None
+        host, port = parse_listen(self.cfg.metrics.listen)
+        try:
+            server = await serve(self.render_metrics, host, port)
+        except OSError as e:  # the speaker matters more than its counters
+            where = self.cfg.metrics.listen
+            log.error("metrics: cannot listen on %s: %s; running without", where, e.strerror)
+            return None
+        log.info("metrics at http://%s/metrics", self.cfg.metrics.listen)
+        return server
+
+    def _write_textfile(self) -> None:
+        ok = write_textfile(self.render_metrics(), self.cfg.metrics.textfile)
+        if not ok and self._textfile_ok:
+            log.warning("metrics: cannot write %s (is its directory writable?)", self.cfg.metrics.textfile)
+        self._textfile_ok = ok
 
     # -- reload and stop -------------------------------------------------------------------------
     def reload(self) -> None:
@@ -240,8 +300,8 @@ class Daemon:
             self.pipeline = Pipeline(new, self.audio.rate_hz, self.audio.rate_hz)
             self.pipeline_rate = self.audio.rate_hz
         self.budget.limit_usd = new.cost.daily_budget_usd
-        if (new.realtime, new.tools) != (old.realtime, old.tools):
-            log.warning("reload: realtime and tools settings take effect after a restart")
+        if (new.realtime, new.tools, new.metrics) != (old.realtime, old.tools, old.metrics):
+            log.warning("reload: realtime, tools and metrics settings take effect after a restart")
         log.info("configuration reloaded")
 
     async def _shutdown(self) -> None:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,22 @@ def start_daemon(tmp_path: Path, pulse: dict[str, str], url: str, config: str, n
     )  # fmt: skip
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
 AUDIO = "audio:\n  input_device: pulse\n  output_device: pulse\n"
 
 
@@ -162,7 +179,9 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
         wavs.append(tmp_path / f"user{i}.wav")
         write_pcm16(wavs[-1], x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
     systemd = Systemd(tmp_path / "notify")
-    proc = start_daemon(tmp_path, pulse, local_server, AUDIO, systemd.path)
+    port, textfile = free_port(), tmp_path / "edged.prom"
+    metrics = f"metrics:\n  listen: 127.0.0.1:{port}\n  textfile: {textfile}\n  textfile_every_ms: 1000\n"
+    proc = start_daemon(tmp_path, pulse, local_server, AUDIO + metrics, systemd.path)
     try:
         systemd.expect("READY")
         play = ["paplay", f"--device={pulse['PULSE_SINK']}"]
@@ -170,6 +189,8 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
         time.sleep(1.5)  # the reply (about 3 s) is playing now
         subprocess.run([*play, str(wavs[1])], check=True, timeout=30)
         time.sleep(6)  # the second reply plays out: its echo must not start a turn either
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            scraped = samples(r.read().decode())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
     finally:
@@ -186,6 +207,16 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
     assert 300 <= truncate["audio_end_ms"] <= 3500  # heard part of it, not all of it
     statuses = [e["response"]["status"] for e in events if e["type"] == "response.done"]
     assert statuses[0] == "cancelled"
+    # the counters saw the same conversation, and the textfile holds the final ones
+    assert scraped[("edged_turns_total", ())] == 2
+    assert scraped[("edged_barge_ins_total", ())] >= 1
+    assert scraped[("edged_frames_total", ())] >= 100 * 8  # 10 ms frames, at least 8 s of audio
+    assert 0 < scraped[("edged_frame_loop_seconds_total", ())] < scraped[("edged_audio_seconds_total", ())]
+    assert scraped[("edged_uploaded_seconds_total", ())] > 1.0
+    assert scraped[("edged_tokens_total", (("direction", "in"),))] > 0
+    assert scraped[("edged_cost_usd_total", ())] > 0
+    final = samples(textfile.read_text())
+    assert final[("edged_frames_total", ())] >= scraped[("edged_frames_total", ())]
     # Not asserted yet: that the second reply completes. On a loaded machine a start on its
     # echo, later discarded, sometimes cuts it (issue 4's false barge-ins); the echo never
     # becomes a committed turn, which the count of commits above checks.

@@ -176,6 +176,24 @@ def turn_line(done: c.TurnDone, usage: list[Usage], usd: float | None) -> str:
     )
 
 
+@dataclasses.dataclass
+class Totals:
+    """Since the session began: what the metrics count (the ledger keeps the days)."""
+
+    turns: int = 0
+    uploaded_ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usd: float = 0.0
+
+    def add(self, done: c.TurnDone, usage: list[Usage], usd: float | None) -> None:
+        self.turns += 1
+        self.uploaded_ms += done.uploaded_ms
+        self.tokens_in += sum(u.input_tokens for u in usage)
+        self.tokens_out += sum(u.output_tokens for u in usage)
+        self.usd += usd or 0.0
+
+
 class Tracer:
     """`--trace FILE`: every client and server event as a JSON line, audio payloads elided."""
 
@@ -222,6 +240,7 @@ class RealtimeSession:
         self.turns_done: deque[c.TurnDone] = deque(maxlen=TURNS_KEPT)  # the latest, for status and tests
         self.sent_events = 0
         self.received_events = 0
+        self.totals = Totals()
 
     # -- inputs from the frame loop (called on the event loop's thread) ---------------------------
     def turn_started(self, barge_in: bool) -> None:
@@ -306,6 +325,7 @@ class RealtimeSession:
                     if self.budget is not None:
                         usd = self.budget.book(usage)
                         self._apply(self.core.set_budget_exhausted(self.budget.exhausted()))
+                    self.totals.add(cmd, usage, usd)
                     log.info("%s", turn_line(cmd, usage, usd))
                     if self._on_turn_done is not None:
                         self._on_turn_done(cmd)
