@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test setup lint bench install check-aarch64 clean
 
 demo: setup
 	$(VENV)/bin/edged demo
@@ -27,6 +27,14 @@ $(STAMP): pyproject.toml scripts/setup-system.sh
 
 bench: setup
 	$(PY) benchmarks/frame_loop.py
+
+# edged as a system service (user, /opt/edged, /etc/edged, the unit); see the README
+install:
+	scripts/install.sh
+
+# every runtime dependency has a binary wheel for Pi OS 64-bit (aarch64, glibc 2.36, cp311)
+check-aarch64: setup
+	scripts/check-aarch64-wheels.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -139,6 +139,7 @@ class DuplexAudio:
         self.stats = StreamStats()
         self._mic = self._played = self._out = Ring(1)
         self._tmp = np.zeros(1, dtype=np.float32)
+        self._tried = False
 
     @property
     def active(self) -> bool:
@@ -147,6 +148,9 @@ class DuplexAudio:
 
     def open(self) -> None:
         sd, cfg = self._sd, self.cfg
+        if self._tried:
+            self._rescan()
+        self._tried = True
         try:
             dev_in = find_device(sd, cfg.input_device, "input")
             dev_out = find_device(sd, cfg.output_device, "output")
@@ -184,6 +188,18 @@ class DuplexAudio:
             rate,
             self.block,
         )
+
+    def _rescan(self) -> None:
+        """PortAudio lists devices once, when initialised: a USB card plugged in (or back in)
+        since is invisible until it starts over. Only with no stream open, as here."""
+        terminate, initialize = getattr(self._sd, "_terminate", None), getattr(self._sd, "_initialize", None)
+        if terminate is None or initialize is None:
+            return
+        try:
+            terminate()
+            initialize()
+        except Exception as e:  # the next open reports what is wrong
+            log.debug("rescanning audio devices: %r", e)
 
     def close(self) -> None:
         s, self._stream = self._stream, None

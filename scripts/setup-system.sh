@@ -6,6 +6,8 @@ set -euo pipefail
 # pulseaudio + its utilities: the live-audio tests run through a null sink; libasound2-plugins lets
 # PortAudio (ALSA) reach PulseAudio as the "pulse" device
 packages=(libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins)
+# systemd-analyze checks the unit (tests/test_unit.py); a minimal container may lack it
+command -v systemd-analyze >/dev/null || packages+=(systemd)
 # python3 -m venv needs ensurepip, which Debian ships separately
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
