@@ -78,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--seconds", type=float, default=None, help="how long to listen (default 20 s)")
     cal.add_argument("--input", metavar="WAV", help="a recording of the room instead of the microphone")
 
+    mon = sub.add_parser(
+        "monitor",
+        parents=[common],
+        help="live view of level, noise floor, detector and turn gate, to tune thresholds (sends nothing)",
+    )
+    mon.add_argument("--input", metavar="WAV", help="a recording instead of the microphone")
+    mon.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="with --input: times real time, 0 = as fast as possible (default 1)",
+    )
+    mon.add_argument("--seconds", type=float, default=None, help="stop after this much audio (s)")
+    mon.add_argument(
+        "--plain", action="store_true", help="one text line per update (automatic when stdout is not a TTY)"
+    )
+
     ls = sub.add_parser(
         "local-server",
         help="serve the Realtime protocol (GA) on loopback for development, tests and the demo",
@@ -207,6 +224,22 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from .monitor import run_monitor
+
+    cfg = _config(args)
+    if args.speed is not None and not args.input:
+        print("edged: --speed needs --input (the microphone runs at real time)", file=sys.stderr)
+        return 64
+    speed = 1.0 if args.speed is None else args.speed
+    if speed != 0 and not _speed_ok(speed):
+        return 64
+    if args.seconds is not None and not args.seconds > 0:
+        print(f"edged: --seconds {args.seconds}: must be more than 0", file=sys.stderr)
+        return 64
+    return run_monitor(cfg, args.input, speed, args.seconds, plain=True if args.plain else None)
+
+
 def _local_server(args: argparse.Namespace) -> int:
     """Runs until Ctrl-C/SIGTERM; prints the URL on stdout so a script can start it with --port 0."""
     import logging
@@ -285,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": _replay,
         "demo": _demo,
         "calibrate": _calibrate,
+        "monitor": _monitor,
         "local-server": _local_server,
         "config": _config_cmd,
         "run": _run,

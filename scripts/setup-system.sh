@@ -8,6 +8,8 @@ set -euo pipefail
 packages=(libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins)
 # systemd-analyze checks the unit (tests/test_unit.py); a minimal container may lack it
 command -v systemd-analyze >/dev/null || packages+=(systemd)
+# the unit's system-call filter, applied without systemd (tests/syscall_sandbox.py)
+packages+=(python3-seccomp)
 # python3 -m venv needs ensurepip, which Debian ships separately
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 

@@ -58,7 +58,9 @@ class Systemd:
         raise AssertionError(f"no {field} from the daemon in {timeout_s} s; got {self.seen[-5:]}")
 
 
-def start_daemon(tmp_path: Path, pulse: dict[str, str], url: str, config: str, notify: Path) -> Any:
+def start_daemon(
+    tmp_path: Path, pulse: dict[str, str], url: str, config: str, notify: Path, wrapper: tuple[str, ...] = ()
+) -> Any:
     cfg = tmp_path / "edged.yaml"
     cfg.write_text(config)
     env = {
@@ -70,8 +72,8 @@ def start_daemon(tmp_path: Path, pulse: dict[str, str], url: str, config: str, n
         "STATE_DIRECTORY": str(tmp_path),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "edged.cli", "run", "--config", str(cfg), "--set", f"realtime.url={url}",
-         "--trace", str(tmp_path / "trace.jsonl")],
+        [*wrapper, sys.executable, "-m", "edged.cli", "run", "--config", str(cfg),
+         "--set", f"realtime.url={url}", "--trace", str(tmp_path / "trace.jsonl")],
         env=env, stderr=(tmp_path / "daemon.log").open("w"), text=True,
     )  # fmt: skip
 
@@ -269,3 +271,51 @@ def test_the_stream_survives_its_sink_being_unloaded_and_loaded_again(
         pa.wait(10)
     events = [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
     assert [e["type"] for e in events].count("input_audio_buffer.commit") == 1
+
+
+SANDBOX = Path(__file__).parent / "syscall_sandbox.py"
+UNIT = Path(__file__).parent.parent / "systemd" / "edged.service"
+
+
+def test_a_turn_is_answered_under_the_units_system_call_filter(
+    tmp_path, pulse, local_server, demo_audio, demo_labels
+) -> None:
+    """The unit's SystemCallFilter=, SystemCallErrorNumber= and RestrictAddressFamilies=,
+    loaded as the same seccomp filter: PortAudio, PulseAudio's client, onnxruntime, numpy
+    and the WebSocket still work (what they try beyond it gets EPERM and they carry on)."""
+    import json
+
+    from edged.wavio import write_pcm16
+
+    system_python = "/usr/bin/python3"
+    probe = subprocess.run([system_python, "-c", "import seccomp"], capture_output=True)
+    assert probe.returncode == 0, "python3-seccomp is missing: `make test` installs it"
+    refused = subprocess.run(
+        [system_python, str(SANDBOX), str(UNIT), sys.executable, "-c",
+         "import socket; socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert "Address family not supported" in refused.stderr  # the filter is really loaded
+    x, rate = demo_audio
+    u = demo_labels["utterances"][0]
+    wav = tmp_path / "user.wav"
+    write_pcm16(wav, x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
+    systemd = Systemd(tmp_path / "notify")
+    proc = start_daemon(
+        tmp_path, pulse, local_server, AUDIO, systemd.path, wrapper=(system_python, str(SANDBOX), str(UNIT))
+    )
+    try:
+        systemd.expect("READY")
+        subprocess.run(["paplay", f"--device={pulse['PULSE_SINK']}", str(wav)], check=True, timeout=30)
+        time.sleep(5)  # the reply plays out
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "daemon.log").read_text()
+    assert "sandbox: " in log
+    events = [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert [e["type"] for e in events].count("input_audio_buffer.commit") == 1
+    assert [e["response"]["status"] for e in events if e["type"] == "response.done"] == ["completed"]

@@ -1,0 +1,268 @@
+"""`edged monitor` on the bundled kitchen recording: what it shows must be what the real
+frame loop decided (speech and a running turn inside the labelled sentences, idle in the
+noise between them), with the thresholds the config holds, for as long as asked."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import math
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edged.cli import main
+from edged.config import EX_CONFIG, load_config
+from edged.monitor import Summariser, format_line, format_screen
+from edged.pipeline import Pipeline
+
+Row = dict[str, str]
+
+
+def run_plain(*args: str) -> tuple[int, list[str]]:
+    """The command in-process, stdout captured (not a TTY, so plain even without --plain)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["monitor", *args])
+    return rc, buf.getvalue().splitlines()
+
+
+def rows(lines: list[str]) -> list[Row]:
+    return [dict(tok.split("=", 1) for tok in line.split()) for line in lines if not line.startswith("#")]
+
+
+def header_thresholds(lines: list[str]) -> dict[str, str]:
+    (line,) = [x for x in lines if x.startswith("# thresholds:")]
+    return dict(tok.split("=", 1) for tok in line.removeprefix("# thresholds:").split())
+
+
+def between(rs: list[Row], lo: float, hi: float) -> list[Row]:
+    return [r for r in rs if lo <= float(r["t"]) <= hi]
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_wav: Path) -> tuple[int, list[str]]:
+    return run_plain("--input", str(demo_wav), "--speed", "0", "--plain")
+
+
+def speech_spans(labels: dict[str, Any]) -> list[tuple[float, float]]:
+    return [(s, e) for u in labels["utterances"] for s, e in u["speech"]]
+
+
+def test_labelled_speech_shows_speech_and_a_turn(demo_run, demo_labels) -> None:
+    rc, lines = demo_run
+    assert rc == 0
+    rs = rows(lines)
+    checked = 0
+    for s, e in speech_spans(demo_labels):
+        # past the second stage's reaction time, before the sentence's last syllable
+        inside = between(rs, s + 0.3, e - 0.2)
+        checked += len(inside)
+        for r in inside:
+            assert r["phase"] in ("speech", "trailing"), r
+            assert float(r["level"]) > float(r["floor"]), r
+        if inside:
+            assert sum(r["speech"] == "yes" for r in inside) >= 0.9 * len(inside), (s, e)
+            assert max(float(r["p"]) for r in inside) >= load_config().detector.start_probability
+    assert checked > 200  # most of the recording's speech was looked at
+    # every labelled utterance opened a turn near its start
+    for u in demo_labels["utterances"]:
+        starts = [r for r in between(rs, u["start_s"] - 1.0, u["end_s"]) if r["event"].startswith("start#")]
+        assert starts, u
+
+
+def test_noise_between_sentences_is_idle(demo_run, demo_labels) -> None:
+    _, lines = demo_run
+    rs = rows(lines)
+    utts = [(u["start_s"], u["end_s"]) for u in demo_labels["utterances"]]
+    checked = 0
+    for (_, end), (nxt, _) in itertools.pairwise(utts):
+        # after the turn's end silence has run out, until just before the next sentence
+        gap = between(rs, end + 1.0, nxt - 0.5)
+        checked += len(gap)
+        assert all(r["phase"] == "idle" and r["event"] == "-" for r in gap), (end, nxt)
+        assert sum(r["speech"] == "yes" for r in gap) <= 0.1 * len(gap)
+    assert checked >= 80  # the kitchen noise between the sentences: dishes, clatter
+
+
+def test_noise_floor_is_finite_and_under_speech(demo_run, demo_labels) -> None:
+    _, lines = demo_run
+    rs = rows(lines)
+    floors = [float(r["floor"]) for r in rs]
+    assert all(math.isfinite(f) and -100 < f < -20 for f in floors)
+    speech = [r for s, e in speech_spans(demo_labels) for r in between(rs, s, e)]
+    over = sorted(float(r["level"]) - float(r["floor"]) for r in speech)
+    # speech stands well over the floor (more than the fast stage's margin) most of the time
+    assert over[len(over) // 4] > load_config().detector.energy_margin_db
+    assert sorted(float(r["level"]) for r in speech)[len(speech) // 2] > max(floors) + 10
+    # one line per 100 ms of audio, the whole recording, and a footer counting the turns
+    assert len(rs) == math.ceil(demo_labels["duration_s"] * 10)
+    commits = sum(r["event"].count("commit#") for r in rs)
+    assert commits >= len(demo_labels["utterances"])
+    assert lines[-1].startswith("# 54.5") and f"{commits} turns committed" in lines[-1]
+
+
+def test_thresholds_shown_are_the_configs(demo_run, demo_wav: Path) -> None:
+    _, lines = demo_run
+    cfg = load_config()
+    shown = header_thresholds(lines)
+    assert {"detector.energy_margin_db", "detector.onset_margin_db", "gate.end_silence_ms"} <= set(shown)
+    for path, text in shown.items():
+        section, key = path.split(".")
+        value = getattr(getattr(cfg, section), key)
+        assert (text == value) if isinstance(value, str) else float(text) == value, path
+
+    rc, changed = run_plain(
+        "--input",
+        str(demo_wav),
+        "--speed",
+        "0",
+        "--seconds",
+        "8",
+        "--set",
+        "gate.end_silence_ms=700",
+        "--set",
+        "detector.energy_margin_db=9.5",
+    )
+    assert rc == 0
+    now = header_thresholds(changed)
+    assert now["gate.end_silence_ms"] == "700" and now["detector.energy_margin_db"] == "9.5"
+    assert {
+        k: v for k, v in now.items() if k not in ("gate.end_silence_ms", "detector.energy_margin_db")
+    } == {k: v for k, v in shown.items() if k not in ("gate.end_silence_ms", "detector.energy_margin_db")}
+
+    # and the pipeline runs with it: the first turn ends 300 ms later
+    def first_commit(rs: list[Row]) -> float:
+        return next(float(r["t"]) for r in rs if "commit#1" in r["event"])
+
+    assert first_commit(rows(changed)) - first_commit(rows(lines)) == pytest.approx(0.3, abs=0.11)
+
+
+def test_seconds_bounds_the_run(demo_wav: Path) -> None:
+    rc, lines = run_plain("--input", str(demo_wav), "--speed", "0", "--seconds", "3")
+    assert rc == 0
+    rs = rows(lines)
+    times = [float(r["t"]) for r in rs]
+    assert len(set(times)) == 30  # 3 s of audio, one line per 100 ms
+    assert 2.8 < max(times) <= 3.0
+    # the turn open at the end is closed, as at the end of a recording, on one more line
+    assert rs[-1]["event"] == "commit#1:end_of_input" and times[-1] == times[-2]
+    assert lines[-1] == f"# {rs[-1]['t']} s of audio: 1 turns committed, 0 discarded"
+
+
+def test_bad_set_exits_78(demo_wav: Path, capsys) -> None:
+    for bad in ("gate.end_silence_ms=5", "detector.no_such_key=1", "detector.hold_probability=0.9"):
+        assert main(["monitor", "--input", str(demo_wav), "--speed", "0", "--set", bad]) == EX_CONFIG
+        captured = capsys.readouterr()
+        assert "config error" in captured.err
+        assert captured.out == ""
+
+
+def test_usage_errors(demo_wav: Path, capsys) -> None:
+    assert main(["monitor", "--speed", "2"]) == 64  # pacing is for recordings only
+    assert main(["monitor", "--input", str(demo_wav), "--speed", "100"]) == 64
+    assert main(["monitor", "--input", str(demo_wav), "--seconds", "0"]) == 64
+    assert main(["monitor", "--input", str(demo_wav) + ".missing"]) == 66
+    assert capsys.readouterr().out == ""
+
+
+def test_summaries_and_text_on_real_frames(demo_audio) -> None:
+    """The pure parts on the real pipeline's frames: one snapshot per 100 ms, peak and "any"
+    semantics, lines that split into key=value, a screen that fits its width."""
+    x, rate = demo_audio
+    cfg = load_config()
+    p = Pipeline(cfg, rate, rate)
+    frames = p.process(x[int(2.0 * rate) : int(3.0 * rate)])  # the first sentence begins
+    snaps = Summariser(p.to_input_ms).push(frames)
+    assert len(snaps) == len(frames) // 10
+    for i, s in enumerate(snaps):
+        chunk = frames[10 * i : 10 * i + 10]
+        assert s.level_dbfs == max(r.decision.level_dbfs for r in chunk)
+        assert s.floor_dbfs == chunk[-1].decision.noise_floor_dbfs
+        assert s.speech == any(r.decision.speech for r in chunk)
+        assert s.phase is chunk[-1].phase
+        tokens = dict(t.split("=", 1) for t in format_line(s).split())
+        assert float(tokens["level"]) == pytest.approx(s.level_dbfs, abs=0.05)
+        assert tokens["phase"] == s.phase.value
+    started = next(s for s in snaps if s.events)
+    assert started.events[0].kind == "start" and started.turn == 1
+    assert started.history.endswith("|")
+    for width in (60, 100):
+        screen = format_screen(snaps[-1], cfg, "demo", width)
+        assert all(len(row) <= width for row in screen)
+        assert any("gate.end_silence_ms = 400 ms" in row for row in screen) or width < 70
+        assert any(row.startswith("turn gate") and "SPEECH" in row for row in screen)
+
+
+def _spawn(args: list[str], tty: bool) -> tuple[subprocess.Popen, int]:
+    env = {**os.environ, "COLUMNS": "100", "LINES": "30"}
+    if tty:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "edged.cli", *args], stdout=slave, env=env)
+        os.close(slave)
+        return proc, master
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edged.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.fileno()
+
+
+def _read_all(fd: int, until: bytes | None = None, timeout: float = 60.0) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (until is None or until not in out):
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the pty's other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_terminal_view_redraws_in_place(demo_wav: Path) -> None:
+    proc, master = _spawn(["monitor", "--input", str(demo_wav), "--speed", "0", "--seconds", "3"], tty=True)
+    try:
+        out = _read_all(master).decode()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        os.close(master)
+    assert out.startswith("\x1b[?25l\x1b[2J")  # cursor hidden, screen cleared
+    frames = out.split("\x1b[H")[1:]
+    assert frames and "\x1b[?25h" in frames[-1]  # the cursor comes back at the end
+    last = frames[-1]
+    assert "input level" in last and "thresholds in force" in last
+    assert "detector.energy_margin_db = 6 dB" in last
+    assert "audio 2.9" in last  # the final state is drawn, not skipped by the frame limit
+    assert "last: commit#1:end_of_input" in last
+    for row in last.split("\x1b[K"):
+        assert len(row.strip("\r\n")) <= 99
+
+
+def test_ctrl_c_exits_cleanly(demo_wav: Path) -> None:
+    proc, fd = _spawn(["monitor", "--input", str(demo_wav)], tty=False)  # real time
+    try:
+        got = _read_all(fd, until=b"t=0.")
+        assert b"t=0." in got
+        proc.send_signal(signal.SIGINT)
+        got += _read_all(fd)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert b"Traceback" not in got
+    assert got.decode().splitlines()[-1].startswith("# ")  # the footer: an orderly end
