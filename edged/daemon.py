@@ -42,6 +42,8 @@ STALL_S = 1.0  # no captured audio for this long: the stream is stalled or the d
 START_GRACE_S = 3.0  # a stream just opened may take this long to deliver its first block
 LAG_S = 0.5  # the loop fell this far behind the audio: do not feed the watchdog
 STATUS_EVERY_S = 2.0
+STOPPED = "stream stopped"
+RESTART_EVERY_S = 10.0
 STOP_TIMEOUT_S = 1.5
 
 
@@ -86,6 +88,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._last_audio_s = 0.0
         self._reopening = False
+        self._restarted_s = -RESTART_EVERY_S
         self._ready = False
         self.metrics = Metrics()
         self._textfile_ok = True
@@ -113,6 +116,9 @@ class Daemon:
                 continue
             break
         self._reopening = False
+        self._opened()
+
+    def _opened(self) -> None:
         rate = self.audio.rate_hz
         if self.pipeline is None or self.pipeline_rate != rate:
             self.pipeline = Pipeline(self.cfg, rate, rate)
@@ -120,9 +126,33 @@ class Daemon:
         self._to_speaker = StreamingResampler(PLAY_RATE_HZ, rate)
         self._last_audio_s = time.monotonic() + START_GRACE_S - STALL_S
 
+    def _restart_in_place(self) -> bool:
+        """A stream that stopped by itself (PortAudio's ALSA backend gives up after some
+        underruns) while the device is still there: open it again at once and carry on, so
+        a user mid-sentence loses a few ms of audio instead of the turn. At most once per
+        RESTART_EVERY_S: a stream that keeps dying goes the slow way, with backoff."""
+        now = time.monotonic()
+        if now - self._restarted_s < RESTART_EVERY_S:
+            return False
+        self._restarted_s = now
+        rate = self.audio.rate_hz
+        self.audio.close()
+        try:
+            self.audio.open()
+        except DeviceError:
+            return False
+        if self.audio.rate_hz != rate:
+            self.audio.close()
+            return False
+        self._opened()  # same rate: the pipeline, and the turn in it, carry on
+        return True
+
     async def _reopen_audio(self, why: str) -> None:
-        log.warning("audio stream lost (%s); ending the turn in progress and reopening", why)
         self.metrics.add("edged_audio_reopens_total")
+        if why == STOPPED and self._restart_in_place():
+            log.warning("audio stream stopped by itself; restarted, the turn and the reply go on")
+            return
+        log.warning("audio stream lost (%s); ending the turn in progress and reopening", why)
         self._end_turn()
         self.audio.close()
         self.playback.flush()
@@ -151,9 +181,9 @@ class Daemon:
                     self._ready = True
                     self.notifier.ready(self.status())
                     log.info("listening")
-                if now - self._last_audio_s > STALL_S and not self._reopening:
-                    why = "stream stopped" if not self.audio.active else "no audio for 1 s"
-                    await self._reopen_audio(why)
+                stopped = not self.audio.active
+                if (stopped or now - self._last_audio_s > STALL_S) and not self._reopening:
+                    await self._reopen_audio(STOPPED if stopped else "no audio for 1 s")
                     continue
                 interval = self.notifier.watchdog_interval_s
                 if interval and now >= next_watchdog and self._healthy(now):

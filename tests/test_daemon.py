@@ -319,3 +319,51 @@ def test_a_turn_is_answered_under_the_units_system_call_filter(
     events = [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
     assert [e["type"] for e in events].count("input_audio_buffer.commit") == 1
     assert [e["response"]["status"] for e in events if e["type"] == "response.done"] == ["completed"]
+
+
+async def test_a_stream_that_stops_by_itself_is_restarted_without_losing_the_turn(
+    tmp_path, pulse, demo_audio, demo_labels, monkeypatch
+) -> None:
+    """PortAudio's ALSA backend stops a stream for good after some underruns (its
+    `ContinuePoll` failure). Mid-sentence, the daemon must restart it at once and keep the
+    user's turn: one commit with audio from both sides of the restart, not two halves.
+    (Through PulseAudio's ALSA plugin a new stream takes a second or two to deliver, so
+    that much is missing; on a sound card's own ALSA device it is a few ms.)"""
+    import asyncio
+
+    from edged.config import load_config
+    from edged.daemon import Daemon
+    from edged.realtime.local_server import LocalRealtimeServer
+    from edged.sdnotify import Notifier
+    from edged.wavio import write_pcm16
+
+    for k, v in pulse.items():
+        monkeypatch.setenv(k, v)
+    x, rate = demo_audio
+    u = demo_labels["utterances"][4]  # 6.7 s
+    wav = tmp_path / "user.wav"
+    write_pcm16(wav, x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
+    async with LocalRealtimeServer(pace=1) as server:
+        cfg = load_config(None, ["audio.input_device=pulse", "audio.output_device=pulse",
+                                 f"realtime.url={server.url}"])  # fmt: skip
+        monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+        daemon = Daemon(cfg, None, KEY, notifier=Notifier(environ={}))
+        task = asyncio.create_task(daemon.run())
+        for _ in range(500):
+            if daemon.audio.active and daemon.metrics.get("edged_frames_total") > 50:
+                break
+            await asyncio.sleep(0.01)
+        play = await asyncio.create_subprocess_exec("paplay", f"--device={pulse['PULSE_SINK']}", str(wav))
+        await asyncio.sleep(1.5)  # the user is mid-sentence
+        daemon.audio._stream.abort()  # what PortAudio's ALSA thread does when it gives up
+        await play.wait()
+        for _ in range(600):
+            if daemon.session.turns_done:
+                break
+            await asyncio.sleep(0.01)
+        daemon._stop.set()
+        await task
+    assert daemon.metrics.get("edged_audio_reopens_total") == 1
+    assert daemon.metrics.get("edged_turns_total") == 1
+    # at most 1.5 s (and the pre-roll) was heard before the restart
+    assert daemon.session.turns_done[0].uploaded_ms > 2500
