@@ -180,14 +180,12 @@ def turn_line(done: c.TurnDone, usage: list[Usage], usd: float | None) -> str:
 class Totals:
     """Since the session began: what the metrics count (the ledger keeps the days)."""
 
-    turns: int = 0
     uploaded_ms: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
     usd: float = 0.0
 
     def add(self, done: c.TurnDone, usage: list[Usage], usd: float | None) -> None:
-        self.turns += 1
         self.uploaded_ms += done.uploaded_ms
         self.tokens_in += sum(u.input_tokens for u in usage)
         self.tokens_out += sum(u.output_tokens for u in usage)
