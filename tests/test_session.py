@@ -79,6 +79,23 @@ async def test_a_turn_is_answered_with_speech_and_accounted() -> None:
         await s.stop()
 
 
+async def test_stopping_with_a_reply_in_flight_silences_and_cancels_it_within_the_bound() -> None:
+    """SIGTERM mid-reply: the speaker stops at once and the service is told to stop
+    generating (a reply nobody hears is still billed while it runs)."""
+    async with LocalRealtimeServer(pace=1) as server:  # real time: the reply is still streaming
+        s = make_session(server)
+        s.start()
+        speak_turn(s, [speech_b64(100, k) for k in range(5)])
+        await until(lambda: s.playback.active)
+        assert s.core._response  # still generating
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await s.stop(1.5)
+        assert loop.time() - t0 < 1.5
+        assert not s.playback.active
+        await until(lambda: bool(server.records[0].received("response.cancel")))
+
+
 async def test_drop_at_commit_resends_the_whole_turn_on_a_new_connection() -> None:
     async with LocalRealtimeServer(pace=0, faults=["drop@commit"]) as server:
         s = make_session(server)
