@@ -23,7 +23,9 @@ async def test_a_conversation_with_a_barge_in(demo_audio, demo_labels) -> None:
     first = res.turns[0]
     assert first.start_s < 2.25 < first.commit_s and not first.barge_in
     # the second sentence starts while the first reply (3.2–3.5 s long) is still playing
-    assert any(t.barge_in and 8.0 < t.start_s < 9.5 for t in res.turns), format_conversation(res, SPEED)
+    # a barge-in within that sentence (8.93–11.48 s); how fast it comes is benchmarks/echo.py's
+    # figure, which varies here with when the reply's audio arrived
+    assert any(t.barge_in and 8.0 < t.start_s < 11.0 for t in res.turns), format_conversation(res, SPEED)
     assert all(t.tokens > 0 and t.usd > 0 for t in answered)
     speaker = res.speaker
     frame = PLAY_RATE_HZ // 100
