@@ -28,8 +28,15 @@ if [[ -z "$ROOT" && $(id -u) -ne 0 ]]; then
 fi
 
 if [[ -z "$ROOT" ]]; then
-    scripts/setup-system.sh
-    "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || apt-get install -y -qq python3-venv
+    # what the service needs at run time; the test stack (PulseAudio, seccomp, ...) stays out
+    need=()
+    dpkg-query -W -f='${Status}' libportaudio2 2>/dev/null | grep -q 'install ok installed' || need+=(libportaudio2)
+    "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+    if [[ ${#need[@]} -gt 0 ]]; then
+        say "installing ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+    fi
 fi
 
 if [[ "${EDGED_NO_VENV:-0}" != 1 ]]; then
