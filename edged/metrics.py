@@ -20,6 +20,7 @@ log = logging.getLogger("edged")
 
 REQUEST_MAX_BYTES = 8192
 REQUEST_TIMEOUT_S = 5.0
+MAX_CLIENTS = 8  # scrapers at once; more are closed unanswered (the speaker comes first)
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,16 @@ def parse_listen(spec: str) -> tuple[str, int]:
 
 async def serve(render: Callable[[], str], host: str, port: int) -> asyncio.Server:
     """A minimal HTTP/1.0 endpoint: GET /metrics, everything else 404. One small response
-    per connection; a client that sends nothing is dropped after a few seconds."""
+    per connection; a client that sends nothing is dropped after a few seconds, and at most
+    MAX_CLIENTS are served at once."""
+    clients = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal clients
+        if clients >= MAX_CLIENTS:
+            writer.close()
+            return
+        clients += 1
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
             parts = head.split(b" ", 2)
@@ -124,6 +132,7 @@ async def serve(render: Callable[[], str], host: str, port: int) -> asyncio.Serv
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
+            clients -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

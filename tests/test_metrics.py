@@ -83,6 +83,29 @@ async def test_the_endpoint_serves_metrics_on_loopback_and_404s_the_rest() -> No
         await server.wait_closed()
 
 
+async def test_idle_clients_beyond_the_limit_are_turned_away_and_the_endpoint_recovers() -> None:
+    from edged.metrics import MAX_CLIENTS
+
+    m = Metrics()
+    server = await serve(m.render, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CLIENTS)]
+    try:
+        await asyncio.sleep(0.1)
+        try:  # full: closed at once, unanswered
+            refused = await http_get(port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        except ConnectionResetError:
+            refused = b""
+        assert refused == b""
+        for _, w in idle:
+            w.close()
+        await asyncio.sleep(0.1)
+        assert (await http_get(port, b"GET /metrics HTTP/1.0\r\n\r\n")).startswith(b"HTTP/1.0 200")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 def test_the_textfile_is_replaced_whole(tmp_path: Path) -> None:
     m = Metrics()
     path = tmp_path / "edged.prom"
