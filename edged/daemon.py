@@ -89,6 +89,7 @@ class Daemon:
         self._last_audio_s = 0.0
         self._reopening = False
         self._restarted_s = -RESTART_EVERY_S
+        self._next_watchdog = self._next_status = 0.0
         self._ready = False
         self.metrics = Metrics()
         self._textfile_ok = True
@@ -111,12 +112,32 @@ class Daemon:
                 failures += 1
                 delay_ms = backoff_ms(failures, a.reopen_min_ms, a.reopen_max_ms)
                 log.warning("audio device unavailable (%s); retrying in %.1f s", e, delay_ms / 1000)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay_ms / 1000)
+                await self._wait_alive(delay_ms / 1000)
                 continue
             break
         self._reopening = False
         self._opened()
+
+    async def _wait_alive(self, seconds: float) -> None:
+        """Wait for the next attempt (or a stop) while telling systemd the daemon is alive:
+        waiting for a device is what it should be doing, not a hang to restart."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := end - time.monotonic()) > 0:
+            self._keep_alive(time.monotonic())
+            step = min(left, self.notifier.watchdog_interval_s or left, STATUS_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), step)
+
+    def _keep_alive(self, now: float) -> None:
+        """WATCHDOG when due and healthy, STATUS and the xrun report every few seconds."""
+        interval = self.notifier.watchdog_interval_s
+        if interval and now >= self._next_watchdog and self._healthy(now):
+            self.notifier.watchdog()
+            self._next_watchdog = now + interval
+        if now >= self._next_status:
+            self.notifier.status(self.status())
+            self._report_xruns()
+            self._next_status = now + STATUS_EVERY_S
 
     def _opened(self) -> None:
         rate = self.audio.rate_hz
@@ -173,7 +194,7 @@ class Daemon:
         server = await self._serve_metrics()
         try:
             await self._open_audio()
-            next_status = next_watchdog = next_textfile = 0.0
+            next_textfile = 0.0
             while not self._stop.is_set():
                 await asyncio.sleep(POLL_S)
                 now = time.monotonic()
@@ -185,14 +206,7 @@ class Daemon:
                 if (stopped or now - self._last_audio_s > STALL_S) and not self._reopening:
                     await self._reopen_audio(STOPPED if stopped else "no audio for 1 s")
                     continue
-                interval = self.notifier.watchdog_interval_s
-                if interval and now >= next_watchdog and self._healthy(now):
-                    self.notifier.watchdog()
-                    next_watchdog = now + interval
-                if now >= next_status:
-                    self.notifier.status(self.status())
-                    self._report_xruns()
-                    next_status = now + STATUS_EVERY_S
+                self._keep_alive(now)
                 if self.cfg.metrics.textfile and now >= next_textfile:
                     self._write_textfile()
                     next_textfile = now + self.cfg.metrics.textfile_every_ms / 1000

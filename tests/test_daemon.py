@@ -57,6 +57,19 @@ class Systemd:
                 return fields
         raise AssertionError(f"no {field} from the daemon in {timeout_s} s; got {self.seen[-5:]}")
 
+    def collect(self, seconds: float) -> list[dict[str, str]]:
+        """Every message of the next `seconds`."""
+        out = []
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                msg = self.sock.recv(4096).decode()
+            except TimeoutError:
+                break
+            out.append(dict(line.split("=", 1) for line in msg.split("\n") if "=" in line))
+        return out
+
 
 def start_daemon(
     tmp_path: Path, pulse: dict[str, str], url: str, config: str, notify: Path, wrapper: tuple[str, ...] = ()
@@ -251,7 +264,12 @@ def test_the_stream_survives_its_sink_being_unloaded_and_loaded_again(
         while "audio stream lost" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "audio stream lost" in log.read_text()
-        time.sleep(1.0)  # unplugged for a while: the reopen attempts fail and back off
+        # unplugged for a while: the reopen attempts fail and back off, and systemd keeps
+        # hearing that the daemon is alive and what it is waiting for
+        systemd.collect(0.05)
+        during = systemd.collect(2.5)
+        assert sum("WATCHDOG" in m for m in during) >= 3  # every 0.5 s (WATCHDOG_USEC 1 s)
+        assert any("waiting for the audio device" in m.get("STATUS", "") for m in during)
         module = load()
         deadline = time.monotonic() + 15
         while log.read_text().count("audio: pulse") < 2 and time.monotonic() < deadline:
