@@ -158,16 +158,18 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
     tmp_path, pulse, local_server, demo_audio, demo_labels
 ) -> None:
     """Sentences played into the sink reach the daemon through its monitor, as does the
-    daemon's own reply (a digital echo at full level). The first sentence must be answered,
-    the reply must never become a turn, the second sentence, spoken over the reply, must
-    cancel it and truncate it at what was played."""
+    daemon's own reply (a digital echo at full level). Each sentence must be answered and no
+    reply may become a turn; the third sentence, spoken over the second reply, must cancel
+    it and truncate it at what was played. (The barge-in is on the second reply: during its
+    first second of speech after start the canceller has not yet learnt the room, and the
+    gate then withholds barge-in; issue 4.)"""
     import json
 
     from edged.wavio import write_pcm16
 
     x, rate = demo_audio
     wavs = []
-    for i, u in enumerate(demo_labels["utterances"][:2]):
+    for i, u in enumerate(demo_labels["utterances"][:3]):
         wavs.append(tmp_path / f"user{i}.wav")
         write_pcm16(wavs[-1], x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
     systemd = Systemd(tmp_path / "notify")
@@ -178,9 +180,11 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
         systemd.expect("READY")
         play = ["paplay", f"--device={pulse['PULSE_SINK']}"]
         subprocess.run([*play, str(wavs[0])], check=True, timeout=30)
-        time.sleep(1.5)  # the reply (about 3 s) is playing now
+        time.sleep(5.0)  # the first reply (about 3.5 s) plays out: its echo must start nothing
         subprocess.run([*play, str(wavs[1])], check=True, timeout=30)
-        time.sleep(6)  # the second reply plays out: its echo must not start a turn either
+        time.sleep(1.5)  # the second reply is playing now
+        subprocess.run([*play, str(wavs[2])], check=True, timeout=30)
+        time.sleep(6)  # the third reply plays out: its echo must not start a turn either
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             scraped = samples(r.read().decode())
         proc.send_signal(signal.SIGTERM)
@@ -193,23 +197,23 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
             proc.wait()
     events = [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
     kinds = [e["type"] for e in events]
-    assert kinds.count("input_audio_buffer.commit") == 2, kinds
+    assert kinds.count("input_audio_buffer.commit") == 3, kinds
     assert kinds.index("response.cancel") < kinds.index("conversation.item.truncate")
     truncate = next(e for e in events if e["type"] == "conversation.item.truncate")
     assert 300 <= truncate["audio_end_ms"] <= 3500  # heard part of it, not all of it
     statuses = [e["response"]["status"] for e in events if e["type"] == "response.done"]
-    assert statuses[0] == "cancelled"
+    assert statuses[:2] == ["completed", "cancelled"]
     # the counters saw the same conversation, and the textfile holds the final ones
-    assert scraped[("edged_turns_total", ())] == 2
+    assert scraped[("edged_turns_total", ())] == 3
     assert scraped[("edged_barge_ins_total", ())] >= 1
-    assert scraped[("edged_frames_total", ())] >= 100 * 8  # 10 ms frames, at least 8 s of audio
+    assert scraped[("edged_frames_total", ())] >= 100 * 15  # 10 ms frames, at least 15 s of audio
     assert 0 < scraped[("edged_frame_loop_seconds_total", ())] < scraped[("edged_audio_seconds_total", ())]
     assert scraped[("edged_uploaded_seconds_total", ())] > 1.0
     assert scraped[("edged_tokens_total", (("direction", "in"),))] > 0
     assert scraped[("edged_cost_usd_total", ())] > 0
     final = samples(textfile.read_text())
     assert final[("edged_frames_total", ())] >= scraped[("edged_frames_total", ())]
-    # Not asserted yet: that the second reply completes. On a loaded machine a start on its
+    # Not asserted yet: that the last reply completes. On a loaded machine a start on its
     # echo, later discarded, sometimes cuts it (issue 4's false barge-ins); the echo never
     # becomes a committed turn, which the count of commits above checks.
 
