@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import deque
 from pathlib import Path
 
 from edged.demo import demo_files
@@ -47,7 +49,7 @@ class Notify(threading.Thread):
         super().__init__(daemon=True)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
-        self.seen: list[tuple[float, str]] = []
+        self.seen: deque[tuple[float, str]] = deque(maxlen=10_000)
         self.lock = threading.Lock()
 
     def run(self) -> None:
@@ -195,6 +197,7 @@ def main() -> int:
             if p.poll() is None:
                 p.terminate()
                 p.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     share = loop_s / audio_s if audio_s else float("nan")
 

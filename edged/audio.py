@@ -146,9 +146,11 @@ class DuplexAudio:
         s = self._stream
         return s is not None and bool(s.active)
 
-    def open(self) -> None:
+    def open(self, rescan: bool = True) -> None:
+        """`rescan`: list the devices afresh first (slow: PortAudio probes every ALSA device),
+        for a device that may have been unplugged and plugged in again."""
         sd, cfg = self._sd, self.cfg
-        if self._tried:
+        if self._tried and rescan:
             self._rescan()
         self._tried = True
         try:
@@ -192,14 +194,20 @@ class DuplexAudio:
     def _rescan(self) -> None:
         """PortAudio lists devices once, when initialised: a USB card plugged in (or back in)
         since is invisible until it starts over. Only with no stream open, as here."""
-        terminate, initialize = getattr(self._sd, "_terminate", None), getattr(self._sd, "_initialize", None)
+        sd = self._sd
+        terminate, initialize = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
         if terminate is None or initialize is None:
             return
+        # a failed initialise leaves PortAudio down: never terminate it twice, always retry
+        if getattr(sd, "_initialized", 1):
+            try:
+                terminate()
+            except Exception as e:
+                log.debug("stopping PortAudio for a rescan: %r", e)
         try:
-            terminate()
             initialize()
         except Exception as e:  # the next open reports what is wrong
-            log.debug("rescanning audio devices: %r", e)
+            log.debug("starting PortAudio again: %r", e)
 
     def close(self) -> None:
         s, self._stream = self._stream, None

@@ -361,7 +361,13 @@ def _check_metrics(m: MetricsConfig) -> None:
     """Loopback only: the counters tell when someone in the house speaks."""
     if m.listen:
         host, sep, port = m.listen.rpartition(":")
-        if not (sep and host.strip("[]") in LOOPBACK_HOSTS and port.isdigit() and 0 < int(port) < 65536):
+        if not (
+            sep
+            and host.strip("[]") in LOOPBACK_HOSTS
+            and port.isascii()
+            and port.isdigit()
+            and 0 < int(port) < 65536
+        ):
             raise ConfigError(
                 f"metrics.listen = {m.listen!r}: must be host:port with host one of "
                 f"{', '.join(LOOPBACK_HOSTS)} (IPv6 in brackets) and port 1-65535, or empty"

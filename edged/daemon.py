@@ -112,11 +112,17 @@ class Daemon:
                 failures += 1
                 delay_ms = backoff_ms(failures, a.reopen_min_ms, a.reopen_max_ms)
                 log.warning("audio device unavailable (%s); retrying in %.1f s", e, delay_ms / 1000)
+                if not self._ready:
+                    # started without a device: up and waiting for one (a card plugged in later
+                    # must just work), not a start that systemd should time out and retry
+                    self._ready = True
+                    self.notifier.ready(self.status())
                 await self._wait_alive(delay_ms / 1000)
                 continue
             break
         self._reopening = False
-        self._opened()
+        if not self._stop.is_set():
+            self._opened()
 
     async def _wait_alive(self, seconds: float) -> None:
         """Wait for the next attempt (or a stop) while telling systemd the daemon is alive:
@@ -147,19 +153,21 @@ class Daemon:
         self._to_speaker = StreamingResampler(PLAY_RATE_HZ, rate)
         self._last_audio_s = time.monotonic() + START_GRACE_S - STALL_S
 
-    def _restart_in_place(self) -> bool:
+    def _restart_in_place(self, limited: bool = True) -> bool:
         """A stream that stopped by itself (PortAudio's ALSA backend gives up after some
         underruns) while the device is still there: open it again at once and carry on, so
         a user mid-sentence loses a few ms of audio instead of the turn. At most once per
-        RESTART_EVERY_S: a stream that keeps dying goes the slow way, with backoff."""
+        RESTART_EVERY_S (unless not `limited`: a reload's new settings): a stream that keeps
+        dying goes the slow way, with backoff."""
         now = time.monotonic()
-        if now - self._restarted_s < RESTART_EVERY_S:
+        if limited and now - self._restarted_s < RESTART_EVERY_S:
             return False
-        self._restarted_s = now
+        if limited:
+            self._restarted_s = now
         rate = self.audio.rate_hz
         self.audio.close()
         try:
-            self.audio.open()
+            self.audio.open(rescan=False)
         except DeviceError:
             return False
         if self.audio.rate_hz != rate:
@@ -169,6 +177,7 @@ class Daemon:
         return True
 
     async def _reopen_audio(self, why: str) -> None:
+        self._report_xruns()  # the stream's counters go with it: the xruns that killed it too
         self.metrics.add("edged_audio_reopens_total")
         if why == STOPPED and self._restart_in_place():
             log.warning("audio stream stopped by itself; restarted, the turn and the reply go on")
@@ -339,7 +348,9 @@ class Daemon:
         if new.audio != old.audio:
             log.info("reload: audio settings changed; reopening the stream")
             self.audio.cfg = new.audio
-            self.audio.close()  # the loop notices and reopens with the new settings
+            # at another rate (or if the new device will not open) the loop reopens it the
+            # slow way and builds a pipeline for the new rate
+            self._restart_in_place(limited=False)
         if (new.detector, new.gate, new.aec) != (old.detector, old.gate, old.aec) and self.audio.rate_hz:
             self.pipeline = Pipeline(new, self.audio.rate_hz, self.audio.rate_hz)
             self.pipeline_rate = self.audio.rate_hz

@@ -40,7 +40,7 @@ FAMILIES = (
         "seconds spent running captured audio through the pipeline; over audio seconds: share of real time",
     ),
     Metric("edged_xruns_total", "counter", "audio stream problems by kind", "kind"),
-    Metric("edged_turns_total", "counter", "user turns committed to the Realtime API"),
+    Metric("edged_turns_total", "counter", "user turns the gate committed (sent, queued or over budget)"),
     Metric("edged_false_starts_total", "counter", "starts discarded as too short to be speech"),
     Metric("edged_barge_ins_total", "counter", "turns that began while the device was speaking"),
     Metric("edged_reconnects_total", "counter", "Realtime connections re-established after a loss"),
@@ -147,6 +147,7 @@ def write_textfile(text: str, path: str) -> bool:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o644)  # node_exporter runs as another user; the service's umask is 077
         os.replace(tmp, target)
     except OSError as e:
         log.debug("cannot write metrics to %s: %s", path, e.strerror)

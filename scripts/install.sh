@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make install`: edged as a system service on Debian / Raspberry Pi OS.
 #
-# Creates the `edged` user (primary group audio), a virtualenv in /opt/edged,
-# /etc/edged/edged.yaml (kept if it exists), /etc/edged/openai_api_key (root-only; systemd
-# hands it to the service as a credential, so the service user never reads it directly) and
-# the unit. It does not start the service: put the key in first, then
+# Creates the `edged` user (primary group audio), a virtualenv in /opt/edged (a link to the
+# newest /opt/edged-<time>), /etc/edged/edged.yaml (kept if it exists),
+# /etc/edged/openai_api_key (root-only; systemd hands it to the service as a credential, so
+# the service user never reads it directly) and the unit. It does not start the service: put the key in first, then
 # `systemctl enable --now edged`.
 #
 # DESTDIR=DIR stages the files under DIR instead (for packagers; the tests use it) and then
@@ -40,12 +40,27 @@ if [[ -z "$ROOT" ]]; then
 fi
 
 if [[ "${EDGED_NO_VENV:-0}" != 1 ]]; then
-    say "virtualenv in $PREFIX"
-    "$PYTHON" -m venv --clear "$ROOT$PREFIX"
-    "$ROOT$PREFIX/bin/python" -m pip install -q --upgrade pip
-    "$ROOT$PREFIX/bin/python" -m pip install -q .
+    # a new virtualenv beside the running one, switched to in one step: an upgrade that
+    # fails half-way (no network) leaves the service on the old one, untouched
+    release="$PREFIX-$(date +%Y%m%d%H%M%S)"
+    say "virtualenv in $release"
+    src=$(mktemp -d)
+    trap 'rm -rf "$src"' EXIT
+    # build from a copy: pip would leave root-owned build files in the checkout
+    cp -r pyproject.toml README.md edged "$src"/
+    "$PYTHON" -m venv "$ROOT$release"
+    "$ROOT$release/bin/python" -m pip install -q --upgrade pip
+    "$ROOT$release/bin/python" -m pip install -q "$src"
+    install -m 0644 README.md "$ROOT$release/README.md"
+    if [[ -d "$ROOT$PREFIX" && ! -L "$ROOT$PREFIX" ]]; then
+        mv "$ROOT$PREFIX" "$ROOT$PREFIX-old"  # a directory from an older install layout
+    fi
+    ln -sfn "$(basename "$release")" "$ROOT$PREFIX.next"
+    mv -T "$ROOT$PREFIX.next" "$ROOT$PREFIX"
+    for old in "$ROOT$PREFIX"-*; do
+        [[ "$old" == "$ROOT$release" ]] || rm -rf "$old"
+    done
 fi
-install -D -m 0644 README.md "$ROOT$PREFIX/README.md"
 if [[ -z "$ROOT" ]]; then
     ln -sf "$PREFIX/bin/edged" /usr/local/bin/edged  # `edged devices`, `edged monitor` for the admin
 fi
@@ -81,5 +96,6 @@ install -D -m 0644 systemd/edged.service "$UNIT_DIR/edged.service"
 say "unit $UNIT_DIR/edged.service"
 if [[ -z "$ROOT" && -d /run/systemd/system ]]; then
     systemctl daemon-reload
+    systemctl try-restart edged  # an upgrade: the running service moves to the new release
     say "start it with: systemctl enable --now edged; follow it with: journalctl -fu edged"
 fi

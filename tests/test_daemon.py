@@ -146,6 +146,26 @@ def test_run_speaks_systemd_notify_reloads_and_stops(tmp_path, pulse, local_serv
     assert KEY not in log
 
 
+def test_started_without_a_sound_card_it_is_ready_and_waits_for_one(tmp_path, pulse, local_server) -> None:
+    """A speaker booted before its USB card enumerates: systemd must not time the start out
+    and restart it in a loop; the daemon is up, says what it waits for, and stops cleanly."""
+    systemd = Systemd(tmp_path / "notify")
+    missing = "audio:\n  input_device: no-such-card\n  output_device: no-such-card\n"
+    proc = start_daemon(tmp_path, pulse, local_server, missing, systemd.path)
+    try:
+        ready = systemd.expect("READY")
+        assert ready["STATUS"].startswith("waiting for the audio device")
+        systemd.expect("WATCHDOG", 3.0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "daemon.log").read_text()
+    assert "audio device unavailable" in log and "Traceback" not in log
+
+
 def test_a_missing_key_exits_78_before_touching_audio(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "CREDENTIALS_DIRECTORY")}
     out = subprocess.run(

@@ -114,11 +114,14 @@ def test_the_textfile_is_replaced_whole(tmp_path: Path) -> None:
     m.add("edged_turns_total", 1)
     assert write_textfile(m.render(), str(path))
     assert samples(path.read_text())[("edged_turns_total", ())] == 2
+    assert path.stat().st_mode & 0o777 == 0o644  # node_exporter, another user, must read it
     assert [p.name for p in tmp_path.iterdir()] == ["edged.prom"]  # no temporary left behind
     assert not write_textfile(m.render(), str(tmp_path / "missing" / "edged.prom"))
 
 
-@pytest.mark.parametrize("listen", ["0.0.0.0:9464", "192.168.1.5:9464", "127.0.0.1", "localhost:0", "x:1"])
+@pytest.mark.parametrize(
+    "listen", ["0.0.0.0:9464", "192.168.1.5:9464", "127.0.0.1", "localhost:0", "x:1", "127.0.0.1:²"]
+)
 def test_metrics_listen_is_loopback_host_and_port_only(listen: str) -> None:
     with pytest.raises(ConfigError, match=r"metrics\.listen = .*127\.0\.0\.1"):
         load_config(None, [f"metrics.listen={listen}"])
