@@ -8,31 +8,34 @@ from edged.config import Config
 from edged.conversation import format_conversation, run_conversation
 from edged.playback import RATE_HZ as PLAY_RATE_HZ
 
-SPEED = 4.0
+SPEED = 2.0
 
 
 async def test_a_conversation_with_a_barge_in(demo_audio, demo_labels) -> None:
     user, rate = demo_audio
     assert rate == 16000
     user = user[: 18 * rate]  # three sentences: 2.25–5.78, 8.93–11.48, 14.47–17.00 s
-    # 4× real time leaves a loaded machine slack to deliver the first reply before the second
+    # 2× real time leaves a loaded machine slack to deliver the first reply before the second
     # sentence (at 8× it once arrived 2.5 s late, just as the user spoke over it)
     res = await run_conversation(Config(), user, speed=SPEED, echo_gain_db=-4.0)
     answered = [t for t in res.turns if t.status in ("completed", "cancelled")]
     assert len(answered) >= 3, format_conversation(res, SPEED)
     first = res.turns[0]
     assert first.start_s < 2.25 < first.commit_s and not first.barge_in
-    # the second sentence starts while the first reply (3.2–3.5 s long) is still playing
-    # a barge-in within that sentence (8.93–11.48 s); how fast it comes is benchmarks/echo.py's
-    # figure, which varies here with when the reply's audio arrived
-    assert any(t.barge_in and 8.0 < t.start_s < 11.0 for t in res.turns), format_conversation(res, SPEED)
+    barge_ins = [t for t in res.turns if t.barge_in]
+    # the second sentence (8.93–11.48 s) starts while the first reply is still playing: a
+    # barge-in within it; how fast it comes is benchmarks/echo.py's figure (over the first
+    # reply the canceller is still learning the room, issue 4)
+    assert any(8.0 < t.start_s < 11.0 for t in barge_ins), format_conversation(res, SPEED)
     assert all(t.tokens > 0 and t.usd > 0 for t in answered)
     speaker = res.speaker
     frame = PLAY_RATE_HZ // 100
     loud = np.sqrt(np.mean(speaker[: len(speaker) // frame * frame].reshape(-1, frame) ** 2, axis=1)) > 1e-3
     assert loud.sum() * 10 > 2000  # seconds of reply speech were played
-    barge = next(t for t in res.turns if t.barge_in)
-    # the speaker was playing when the user cut in, and is silent from the next frame on
+    # the third sentence (14.47–17.00 s) cuts the second reply: the speaker was playing when
+    # the user cut in, and is silent from the next frame on
+    barge = next((t for t in barge_ins if 14.0 < t.start_s < 17.0), None)
+    assert barge is not None, format_conversation(res, SPEED)
     k = round(barge.decided_s * 100)
     assert loud[k - 30 : k].any() and not loud[k + 1 : k + 30].any()
     assert res.uploaded_usd < res.always_streaming_usd
