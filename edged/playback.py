@@ -50,6 +50,16 @@ class Playback:
         """Audio is waiting or playing: the user would be interrupting."""
         return self._queued > self._head
 
+    @property
+    def interrupted_item(self) -> str:
+        """The item a user speaking now would cut, "" if none: one with audio still waiting,
+        or one that ran dry before its end (a network gap mid-reply: the user heard part of
+        it, so it must still be truncated at what was heard)."""
+        item = self.current_item
+        if self.active or (item and item not in self._ended):
+            return item
+        return ""
+
     def push(self, item_id: str, pcm16: bytes) -> None:
         audio = np.frombuffer(pcm16, dtype="<i2")
         room = self._capacity - (self._queued - self._head)
@@ -98,7 +108,10 @@ class Playback:
         return out
 
     def flush(self) -> None:
-        """Barge-in: drop everything queued; the next pull is silence."""
+        """Barge-in: drop everything queued; the next pull is silence. The item being played
+        is over for the speaker (its rest is never played), so it is cut only once."""
+        if self.current_item:
+            self.end_item(self.current_item)
         self._queue.clear()
         self._queued = 0
         self._head = 0

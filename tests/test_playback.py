@@ -61,3 +61,20 @@ def test_bounded_and_underruns_counted() -> None:
     for _ in range(11):
         pb.pull(FRAME)
     assert pb.underruns == 1  # ran dry inside an item that had not ended
+
+
+def test_an_item_that_ran_dry_mid_reply_is_still_the_one_a_barge_in_cuts() -> None:
+    """A network gap mid-reply empties the buffer: the speaker is silent for a moment, but
+    the user heard part of the item, so a barge-in now must still truncate it."""
+    pb = Playback(prebuffer_ms=0)
+    pb.push("a", pcm(50))
+    for _ in range(8):
+        pb.pull(FRAME)
+    assert not pb.active and pb.interrupted_item == "a"
+    pb.end_item("a")  # all of it arrived and was played: nothing left to cut
+    assert pb.interrupted_item == ""
+    pb.push("b", pcm(500))
+    pb.pull(FRAME)
+    assert pb.interrupted_item == "b"
+    pb.flush()  # cut once: a later turn does not cut it again
+    assert pb.interrupted_item == ""

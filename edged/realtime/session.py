@@ -245,7 +245,7 @@ class RealtimeSession:
         if self.budget is not None and self.core.budget_exhausted:
             self._apply(self.core.set_budget_exhausted(self.budget.exhausted()))  # a new day?
         pb = self.playback
-        item = pb.current_item if pb.active else ""
+        item = pb.interrupted_item
         self._apply(self.core.turn_started(self._clock(), barge_in, item, pb.played_ms(item) if item else 0))
 
     def turn_audio(self, audio_b64: str) -> None:
