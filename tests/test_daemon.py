@@ -4,6 +4,8 @@ service, and a real notify socket standing in for systemd."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from promtext import samples
 
 KEY = "sk-daemon-test-5e4d3c2b1a"
 
@@ -43,16 +46,20 @@ class Systemd:
         self.path = path
         self.seen: list[dict[str, str]] = []
 
+    def _recv(self, until: float) -> dict[str, str] | None:
+        """The next message's fields, or None if none came before `until` (monotonic)."""
+        self.sock.settimeout(max(0.01, until - time.monotonic()))
+        try:
+            msg = self.sock.recv(4096).decode()
+        except TimeoutError:
+            return None
+        fields = dict(line.split("=", 1) for line in msg.split("\n") if "=" in line)
+        self.seen.append(fields)
+        return fields
+
     def expect(self, field: str, timeout_s: float = 15.0) -> dict[str, str]:
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            self.sock.settimeout(max(0.01, end - time.monotonic()))
-            try:
-                msg = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            fields = dict(line.split("=", 1) for line in msg.split("\n") if "=" in line)
-            self.seen.append(fields)
+        while time.monotonic() < end and (fields := self._recv(end)) is not None:
             if field in fields:
                 return fields
         raise AssertionError(f"no {field} from the daemon in {timeout_s} s; got {self.seen[-5:]}")
@@ -61,13 +68,8 @@ class Systemd:
         """Every message of the next `seconds`."""
         out = []
         end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                msg = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            out.append(dict(line.split("=", 1) for line in msg.split("\n") if "=" in line))
+        while time.monotonic() < end and (fields := self._recv(end)) is not None:
+            out.append(fields)
         return out
 
 
@@ -91,20 +93,39 @@ def start_daemon(
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def reaped(proc: Any) -> Iterator[Any]:
+    """The daemon never outlives its test, whatever failed; one still running then writes
+    every thread's stack to its log first (SIGUSR1), to show where it hung."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()
+            proc.wait()
+
+
+def sentence_wav(tmp_path: Path, demo_audio: Any, utterance: dict[str, Any], name: str) -> Path:
+    """One labelled sentence of the demo recording, with a little room either side."""
+    from edged.wavio import write_pcm16
+
+    x, rate = demo_audio
+    wav = tmp_path / name
+    start, end = int((utterance["start_s"] - 0.2) * rate), int((utterance["end_s"] + 0.3) * rate)
+    write_pcm16(wav, x[start:end], rate)
+    return wav
+
+
+def trace_events(tmp_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    }
 
 
 AUDIO = "audio:\n  input_device: pulse\n  output_device: pulse\n"
@@ -112,8 +133,7 @@ AUDIO = "audio:\n  input_device: pulse\n  output_device: pulse\n"
 
 def test_run_speaks_systemd_notify_reloads_and_stops(tmp_path, pulse, local_server) -> None:
     systemd = Systemd(tmp_path / "notify")
-    proc = start_daemon(tmp_path, pulse, local_server, AUDIO, systemd.path)
-    try:
+    with reaped(start_daemon(tmp_path, pulse, local_server, AUDIO, systemd.path)) as proc:
         ready = systemd.expect("READY")
         assert ready.get("STATUS", "").startswith("listening")
         systemd.expect("WATCHDOG", 3.0)  # fed while frames arrive
@@ -136,10 +156,6 @@ def test_run_speaks_systemd_notify_reloads_and_stops(tmp_path, pulse, local_serv
         systemd.expect("STOPPING", 2.0)
         assert proc.wait(5) == 0
         assert time.monotonic() - t_stop < 2.0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     log = (tmp_path / "daemon.log").read_text()
     assert "reload refused" in log and "gate.end_silence_ms = -5" in log
     assert "configuration reloaded" in log
@@ -151,17 +167,12 @@ def test_started_without_a_sound_card_it_is_ready_and_waits_for_one(tmp_path, pu
     and restart it in a loop; the daemon is up, says what it waits for, and stops cleanly."""
     systemd = Systemd(tmp_path / "notify")
     missing = "audio:\n  input_device: no-such-card\n  output_device: no-such-card\n"
-    proc = start_daemon(tmp_path, pulse, local_server, missing, systemd.path)
-    try:
+    with reaped(start_daemon(tmp_path, pulse, local_server, missing, systemd.path)) as proc:
         ready = systemd.expect("READY")
         assert ready["STATUS"].startswith("waiting for the audio device")
         systemd.expect("WATCHDOG", 3.0)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     log = (tmp_path / "daemon.log").read_text()
     assert "audio device unavailable" in log and "Traceback" not in log
 
@@ -183,20 +194,12 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
     it and truncate it at what was played. (The barge-in is on the second reply: during its
     first second of speech after start the canceller has not yet learnt the room, and the
     gate then withholds barge-in; issue 4.)"""
-    import json
-
-    from edged.wavio import write_pcm16
-
-    x, rate = demo_audio
-    wavs = []
-    for i, u in enumerate(demo_labels["utterances"][:3]):
-        wavs.append(tmp_path / f"user{i}.wav")
-        write_pcm16(wavs[-1], x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
+    sentences = demo_labels["utterances"][:3]
+    wavs = [sentence_wav(tmp_path, demo_audio, u, f"user{i}.wav") for i, u in enumerate(sentences)]
     systemd = Systemd(tmp_path / "notify")
     port, textfile = free_port(), tmp_path / "edged.prom"
     metrics = f"metrics:\n  listen: 127.0.0.1:{port}\n  textfile: {textfile}\n  textfile_every_ms: 1000\n"
-    proc = start_daemon(tmp_path, pulse, local_server, AUDIO + metrics, systemd.path)
-    try:
+    with reaped(start_daemon(tmp_path, pulse, local_server, AUDIO + metrics, systemd.path)) as proc:
         systemd.expect("READY")
         play = ["paplay", f"--device={pulse['PULSE_SINK']}"]
         subprocess.run([*play, str(wavs[0])], check=True, timeout=30)
@@ -209,13 +212,7 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
             scraped = samples(r.read().decode())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGUSR1)
-            time.sleep(1)
-            proc.kill()
-            proc.wait()
-    events = [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    events = trace_events(tmp_path)
     kinds = [e["type"] for e in events]
     assert kinds.count("input_audio_buffer.commit") == 3, kinds
     assert kinds.index("response.cancel") < kinds.index("conversation.item.truncate")
@@ -243,10 +240,6 @@ def test_the_stream_survives_its_sink_being_unloaded_and_loaded_again(
 ) -> None:
     """A USB speaker unplugged and plugged back in: the turn in progress ends, the stream is
     reopened with backoff without a restart, and the next sentence is heard and answered."""
-    import json
-
-    from edged.wavio import write_pcm16
-
     # a PulseAudio of its own with this one sink: the shared one would move the streams to
     # another sink instead of losing them
     runtime = tmp_path / "pulse"
@@ -271,47 +264,41 @@ def test_the_stream_survives_its_sink_being_unloaded_and_loaded_again(
             time.sleep(0.1)
         raise AssertionError(f"no private PulseAudio: {r.stderr}")
 
-    x, rate = demo_audio
-    u = demo_labels["utterances"][0]
-    wav = tmp_path / "user.wav"
-    write_pcm16(wav, x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
+    wav = sentence_wav(tmp_path, demo_audio, demo_labels["utterances"][0], "user.wav")
     module = load()
     systemd = Systemd(tmp_path / "notify")
     fast = AUDIO + "  reopen_min_ms: 200\n  reopen_max_ms: 1000\n"
     where = {"PULSE_SERVER": server, "PULSE_SINK": sink, "PULSE_SOURCE": f"{sink}.monitor"}
-    proc = start_daemon(tmp_path, where, local_server, fast, systemd.path)
     log = tmp_path / "daemon.log"
     try:
-        systemd.expect("READY")
-        subprocess.run(["pactl", "unload-module", module], check=True, env=env)
-        deadline = time.monotonic() + 10
-        while "audio stream lost" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "audio stream lost" in log.read_text()
-        # unplugged for a while: the reopen attempts fail and back off, and systemd keeps
-        # hearing that the daemon is alive and what it is waiting for
-        systemd.collect(0.05)
-        during = systemd.collect(2.5)
-        assert sum("WATCHDOG" in m for m in during) >= 3  # every 0.5 s (WATCHDOG_USEC 1 s)
-        assert any("waiting for the audio device" in m.get("STATUS", "") for m in during)
-        module = load()
-        deadline = time.monotonic() + 15
-        while log.read_text().count("audio: pulse") < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert log.read_text().count("audio: pulse") >= 2, log.read_text()
-        time.sleep(0.5)
-        subprocess.run(["paplay", f"--device={sink}", str(wav)], check=True, timeout=30, env=env)
-        time.sleep(2.0)
-        assert proc.poll() is None  # never restarted
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(5) == 0
+        with reaped(start_daemon(tmp_path, where, local_server, fast, systemd.path)) as proc:
+            systemd.expect("READY")
+            subprocess.run(["pactl", "unload-module", module], check=True, env=env)
+            deadline = time.monotonic() + 10
+            while "audio stream lost" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "audio stream lost" in log.read_text()
+            # unplugged for a while: the reopen attempts fail and back off, and systemd keeps
+            # hearing that the daemon is alive and what it is waiting for
+            systemd.collect(0.05)
+            during = systemd.collect(2.5)
+            assert sum("WATCHDOG" in m for m in during) >= 3  # every 0.5 s (WATCHDOG_USEC 1 s)
+            assert any("waiting for the audio device" in m.get("STATUS", "") for m in during)
+            module = load()
+            deadline = time.monotonic() + 15
+            while log.read_text().count("audio: pulse") < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert log.read_text().count("audio: pulse") >= 2, log.read_text()
+            time.sleep(0.5)
+            subprocess.run(["paplay", f"--device={sink}", str(wav)], check=True, timeout=30, env=env)
+            time.sleep(2.0)
+            assert proc.poll() is None  # never restarted
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(5) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         pa.terminate()
         pa.wait(10)
-    events = [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    events = trace_events(tmp_path)
     assert [e["type"] for e in events].count("input_audio_buffer.commit") == 1
 
 
@@ -325,10 +312,6 @@ def test_a_turn_is_answered_under_the_units_system_call_filter(
     """The unit's SystemCallFilter=, SystemCallErrorNumber= and RestrictAddressFamilies=,
     loaded as the same seccomp filter: PortAudio, PulseAudio's client, onnxruntime, numpy
     and the WebSocket still work (what they try beyond it gets EPERM and they carry on)."""
-    import json
-
-    from edged.wavio import write_pcm16
-
     system_python = "/usr/bin/python3"
     probe = subprocess.run([system_python, "-c", "import seccomp"], capture_output=True)
     assert probe.returncode == 0, "python3-seccomp is missing: `make test` installs it"
@@ -338,27 +321,18 @@ def test_a_turn_is_answered_under_the_units_system_call_filter(
         capture_output=True, text=True,
     )  # fmt: skip
     assert "Address family not supported" in refused.stderr  # the filter is really loaded
-    x, rate = demo_audio
-    u = demo_labels["utterances"][0]
-    wav = tmp_path / "user.wav"
-    write_pcm16(wav, x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
+    wav = sentence_wav(tmp_path, demo_audio, demo_labels["utterances"][0], "user.wav")
     systemd = Systemd(tmp_path / "notify")
-    proc = start_daemon(
-        tmp_path, pulse, local_server, AUDIO, systemd.path, wrapper=(system_python, str(SANDBOX), str(UNIT))
-    )
-    try:
+    sandboxed = (system_python, str(SANDBOX), str(UNIT))
+    with reaped(start_daemon(tmp_path, pulse, local_server, AUDIO, systemd.path, wrapper=sandboxed)) as proc:
         systemd.expect("READY")
         subprocess.run(["paplay", f"--device={pulse['PULSE_SINK']}", str(wav)], check=True, timeout=30)
         time.sleep(5)  # the reply plays out
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     log = (tmp_path / "daemon.log").read_text()
     assert "sandbox: " in log
-    events = [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    events = trace_events(tmp_path)
     assert [e["type"] for e in events].count("input_audio_buffer.commit") == 1
     assert [e["response"]["status"] for e in events if e["type"] == "response.done"] == ["completed"]
 
@@ -377,14 +351,10 @@ async def test_a_stream_that_stops_by_itself_is_restarted_without_losing_the_tur
     from edged.daemon import Daemon
     from edged.realtime.local_server import LocalRealtimeServer
     from edged.sdnotify import Notifier
-    from edged.wavio import write_pcm16
 
     for k, v in pulse.items():
         monkeypatch.setenv(k, v)
-    x, rate = demo_audio
-    u = demo_labels["utterances"][4]  # 6.7 s
-    wav = tmp_path / "user.wav"
-    write_pcm16(wav, x[int((u["start_s"] - 0.2) * rate) : int((u["end_s"] + 0.3) * rate)], rate)
+    wav = sentence_wav(tmp_path, demo_audio, demo_labels["utterances"][4], "user.wav")  # 6.7 s
     async with LocalRealtimeServer(pace=1) as server:
         cfg = load_config(None, ["audio.input_device=pulse", "audio.output_device=pulse",
                                  f"realtime.url={server.url}"])  # fmt: skip

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from promtext import samples
 
 from edged.config import ConfigError, load_config
 from edged.metrics import FAMILIES, Metrics, parse_listen, serve, write_textfile
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def test_every_family_renders_and_parses_with_its_values() -> None:
