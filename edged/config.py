@@ -357,21 +357,23 @@ def _check_url(url: str) -> None:
     )
 
 
+def listen_address(spec: str) -> tuple[str, int]:
+    """`metrics.listen` as (host, port): `host:port` or `[::1]:port`, loopback only, because
+    the counters tell when someone in the house speaks. The config check and the daemon's
+    endpoint read it through this one function."""
+    host, sep, port = spec.rpartition(":")
+    host = host.strip("[]")
+    if not (sep and host in LOOPBACK_HOSTS and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(
+            f"metrics.listen = {spec!r}: must be host:port with host one of "
+            f"{', '.join(LOOPBACK_HOSTS)} (IPv6 in brackets) and port 1-65535, or empty"
+        )
+    return host, int(port)
+
+
 def _check_metrics(m: MetricsConfig) -> None:
-    """Loopback only: the counters tell when someone in the house speaks."""
     if m.listen:
-        host, sep, port = m.listen.rpartition(":")
-        if not (
-            sep
-            and host.strip("[]") in LOOPBACK_HOSTS
-            and port.isascii()
-            and port.isdigit()
-            and 0 < int(port) < 65536
-        ):
-            raise ConfigError(
-                f"metrics.listen = {m.listen!r}: must be host:port with host one of "
-                f"{', '.join(LOOPBACK_HOSTS)} (IPv6 in brackets) and port 1-65535, or empty"
-            )
+        listen_address(m.listen)
     if m.textfile and not m.textfile.endswith(".prom"):
         raise ConfigError(
             f"metrics.textfile = {m.textfile!r}: must end in .prom (node_exporter reads only those), "

@@ -23,10 +23,10 @@ from typing import TextIO
 
 from .audio import DeviceError, DuplexAudio
 from .backoff import backoff_ms
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, listen_address, load_config
 from .feed import feed
 from .gate import Action, Commit, Discard, Phase, Start
-from .metrics import Metrics, parse_listen, serve, write_textfile
+from .metrics import Metrics, serve, write_textfile
 from .pipeline import Pipeline
 from .playback import RATE_HZ as PLAY_RATE_HZ
 from .playback import Playback
@@ -309,7 +309,7 @@ class Daemon:
     async def _serve_metrics(self) -> asyncio.Server | None:
         if not self.cfg.metrics.listen:
             return None
-        host, port = parse_listen(self.cfg.metrics.listen)
+        host, port = listen_address(self.cfg.metrics.listen)
         try:
             server = await serve(self.render_metrics, host, port)
         except OSError as e:  # the speaker matters more than its counters

@@ -99,12 +99,6 @@ def _number(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
-def parse_listen(spec: str) -> tuple[str, int]:
-    """`host:port` or `[::1]:port`; the config checked that the host is loopback."""
-    host, _, port = spec.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 async def serve(render: Callable[[], str], host: str, port: int) -> asyncio.Server:
     """A minimal HTTP/1.0 endpoint: GET /metrics, everything else 404. One small response
     per connection; a client that sends nothing is dropped after a few seconds, and at most
@@ -157,4 +151,4 @@ def write_textfile(text: str, path: str) -> bool:
     return True
 
 
-__all__ = ["FAMILIES", "Metrics", "parse_listen", "serve", "write_textfile"]
+__all__ = ["FAMILIES", "Metrics", "serve", "write_textfile"]

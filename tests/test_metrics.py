@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from promtext import samples
 
-from edged.config import ConfigError, load_config
-from edged.metrics import FAMILIES, Metrics, parse_listen, serve, write_textfile
+from edged.config import ConfigError, listen_address, load_config
+from edged.metrics import FAMILIES, Metrics, serve, write_textfile
 
 
 def test_every_family_renders_and_parses_with_its_values() -> None:
@@ -122,7 +122,7 @@ def test_metrics_listen_is_loopback_host_and_port_only(listen: str) -> None:
 
 def test_metrics_config_accepts_loopback_and_prom_files() -> None:
     cfg = load_config(None, ["metrics.listen=localhost:9464", "metrics.textfile=/tmp/x/edged.prom"])
-    assert parse_listen(cfg.metrics.listen) == ("localhost", 9464)
-    assert parse_listen("[::1]:9") == ("::1", 9)
+    assert listen_address(cfg.metrics.listen) == ("localhost", 9464)
+    assert listen_address("[::1]:9") == ("::1", 9)
     with pytest.raises(ConfigError, match=r"metrics\.textfile = .*\.prom"):
         load_config(None, ["metrics.textfile=/tmp/edged.txt"])
