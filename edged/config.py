@@ -80,6 +80,24 @@ class DetectorConfig:
         1.0, 0.1, 60.0, "how fast that normalisation recovers after a loud sound (dB/s)"
     )
     agc_max_gain_db: float = _num(40.0, 0.0, 60.0, "most the second stage's input is amplified (dB)")
+    denoise_level: int = _num(
+        0,
+        0,
+        4,
+        "the second stage also hears the room through WebRTC noise suppression at this level (4: most); "
+        "finds more far-field speech under a running tap or dishes, uploads a little more; 0: off",
+    )
+    denoised_start_probability: float = _num(
+        0.7, 0.01, 0.99, "Silero speech probability on the denoised audio that starts a turn"
+    )
+    talking_room_share: float = _num(
+        0.6,
+        0.05,
+        1.0,
+        "share of recent time the denoised audio sounded like speech above which the room itself is "
+        "talking (babble, TV) and only the plain audio can start a turn",
+    )
+    talking_room_window_ms: int = _num(5000, 500, 60000, "how far back that share reaches (ms)")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,13 @@ frames at -10 dBFS and 0 % at -40 dBFS, while dry speech scored the same at
 any level. So the second stage hears the room through its own automatic gain
 (a peak follower that brings the loud parts to `agc_target_dbfs`); the fast
 stage and the energy gate still see the true levels.
+
+Under broadband noise (a tap, dishes) far-field speech stays invisible to the
+second stage even so; it hears the room a second time through WebRTC's noise
+suppressor (`denoise_level`), where those sentences stand out. That hearing
+also makes a babble of distant talkers sound like a speaking user, so while it
+has heard speech most of the recent time (`talking_room_share`: the room
+itself is talking) only the plain hearing may start or keep a turn.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 import webrtcvad
 
 from .config import DetectorConfig
+from .denoise import Denoiser
 from .frames import FRAME_MS, RATE_HZ
 from .silero import SileroVad
 from .wavio import to_pcm16
@@ -44,9 +52,14 @@ class Decision:
     onset: bool  # speech may have begun here: anchors how far back a turn's upload reaches
     trigger: bool  # strong enough evidence to start a turn
     speech: bool  # evidence that keeps a turn going
+    denoised_probability: float = 0.0  # the second stage on noise-suppressed audio (0 when off)
+    room_talking: bool = False  # the denoised hearing sounds like speech most of the time
 
 
 SILENT = Decision(SILENT_DBFS, SILENT_DBFS, False, False, 0.0, False, False, False)
+
+# a denoised probability at or above this counts as "sounded like speech" for the talking-room share
+TALKING_PROBABILITY = 0.5
 
 
 class NoiseFloor:
@@ -89,6 +102,26 @@ class PeakGain:
         return np.clip(frame * np.float32(10 ** (gain_db / 20)), -1.0, 1.0)
 
 
+class DenoisedHearing:
+    """The second stage once more, on noise-suppressed audio with its own gain, plus the
+    share of recent time it heard speech. The share starts full, so a device switched on
+    in a talking room does not take the babble for a user before it has listened."""
+
+    def __init__(self, cfg: DetectorConfig, second_stage: SileroVad | None = None) -> None:
+        self._denoiser = Denoiser(cfg.denoise_level)
+        self._silero = second_stage or SileroVad()
+        self._agc = PeakGain(cfg.agc_target_dbfs, cfg.agc_release_db_per_s, cfg.agc_max_gain_db)
+        self._alpha = FRAME_MS / cfg.talking_room_window_ms
+        self.talking_share = 1.0
+
+    def process(self, frame: np.ndarray) -> float:
+        y = self._denoiser.process(frame)
+        self._silero.process(self._agc.apply(y, level_dbfs(y)))
+        p = self._silero.probability
+        self.talking_share += self._alpha * ((p >= TALKING_PROBABILITY) - self.talking_share)
+        return p
+
+
 class SpeechDetector:
     def __init__(self, cfg: DetectorConfig, second_stage: SileroVad | None = None) -> None:
         self.cfg = cfg
@@ -96,6 +129,9 @@ class SpeechDetector:
         if cfg.mode != "webrtcvad":
             self._silero = second_stage or SileroVad()
             self._agc = PeakGain(cfg.agc_target_dbfs, cfg.agc_release_db_per_s, cfg.agc_max_gain_db)
+        self._denoised = None
+        if self._silero is not None and cfg.denoise_level > 0:
+            self._denoised = DenoisedHearing(cfg)
         self._vad = webrtcvad.Vad(cfg.vad_mode)
         self._block_frames = cfg.vad_frame_ms // FRAME_MS
         self._block = np.zeros(self._block_frames * RATE_HZ * FRAME_MS // 1000, dtype="<i2")
@@ -124,9 +160,17 @@ class SpeechDetector:
         prob = self._silero.probability
         trigger = prob >= cfg.start_probability
         held = prob >= cfg.hold_probability
+        p_dn, talking = 0.0, False
+        if self._denoised is not None:
+            p_dn = self._denoised.process(frame)
+            talking = self._denoised.talking_share >= cfg.talking_room_share
+            if not talking:
+                trigger = trigger or p_dn >= cfg.denoised_start_probability
+                held = held or p_dn >= cfg.hold_probability
         if cfg.mode == "silero":
-            return Decision(level, floor, self._vad_state, loud, prob, trigger, trigger, held)
+            return Decision(level, floor, self._vad_state, loud, prob, trigger, trigger, held, p_dn, talking)
         # combined: Silero starts turns; the fast stage anchors where speech began and,
         # once a turn runs, bridges the dips of Silero's probability on reverberant speech
         onset = self._vad_state and audible and level >= floor + cfg.onset_margin_db
-        return Decision(level, floor, self._vad_state, loud, prob, onset, trigger, held or fast)
+        speech = held or fast
+        return Decision(level, floor, self._vad_state, loud, prob, onset, trigger, speech, p_dn, talking)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rebuild the noise excerpts in tests/data/ (see tests/data/README.md for sources and licences).
 
-    python scripts/make_test_audio.py VAD_DATA_DIR   # the folder holding noise/ (street recording)
+    python scripts/make_test_audio.py VAD_DATA_DIR   # the folder holding noise/ (street, tap)
 Also reads Debian's asterisk-moh-opsound-wav (hold music). Needs numpy and soundfile.
 """
 
@@ -32,6 +32,7 @@ def main() -> None:
     for name, path, start in [
         ("street_20s.wav", os.path.join(args.vad_data, "noise/berlin_street_cars.flac"), 20.0),
         ("music_8k_20s.wav", "/usr/share/asterisk/moh/macroform-cold_day.wav", 30.0),
+        ("running_tap_20s.wav", os.path.join(args.vad_data, "noise/sc_running_tap.flac"), 5.0),
     ]:
         x, sr = excerpt(path, start)
         sf.write(os.path.join(OUT, name), x, sr, subtype="PCM_16")

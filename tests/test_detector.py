@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from edged.config import DetectorConfig
+from edged.denoise import Denoiser
 from edged.detector import NoiseFloor, PeakGain, SpeechDetector, level_dbfs
 from edged.frames import FRAME_SAMPLES, RATE_HZ
 from edged.silero import SileroVad
+from edged.wavio import read_mono
+
+DATA = Path(__file__).parent / "data"
 
 
 def decide(x: np.ndarray):
@@ -123,15 +129,72 @@ def test_peak_gain_brings_loud_parts_to_target_and_recovers_slowly() -> None:
 @pytest.mark.parametrize("mode", ["combined", "webrtcvad", "silero"])
 def test_modes_decide_from_their_stages(demo_audio, mode: str) -> None:
     x, _ = demo_audio
-    det = SpeechDetector(DetectorConfig(mode=mode))
+    det = SpeechDetector(DetectorConfig(mode=mode, denoise_level=4))
     ds = [det.process(x[i : i + FRAME_SAMPLES]) for i in range(0, 16000 * 8, FRAME_SAMPLES)]
     if mode == "webrtcvad":
         assert all(d.probability == 0.0 for d in ds)
         assert all(d.trigger == d.speech == (d.vad and d.loud) for d in ds)
     else:
         assert any(d.probability > 0.9 for d in ds)
-        start = DetectorConfig().start_probability
-        assert all(d.trigger == (d.probability >= start) for d in ds)
+        cfg = DetectorConfig()
+        assert all(
+            d.trigger
+            == (
+                d.probability >= cfg.start_probability
+                or (not d.room_talking and d.denoised_probability >= cfg.denoised_start_probability)
+            )
+            for d in ds
+        )
+    assert any(d.trigger for d in ds)
+
+
+def _frames(x: np.ndarray):
+    return (x[i : i + FRAME_SAMPLES] for i in range(0, len(x) - FRAME_SAMPLES + 1, FRAME_SAMPLES))
+
+
+def test_denoiser_takes_out_a_running_tap_and_keeps_speech(demo_audio, demo_labels) -> None:
+    tap, _ = read_mono(DATA / "running_tap_20s.wav")
+    dn = Denoiser(4)
+    out = np.concatenate([dn.process(f) for f in _frames(tap)])
+    settled = slice(2 * RATE_HZ, None)  # the suppressor learns the noise first
+    assert level_dbfs(out[settled]) < level_dbfs(tap[settled]) - 10.0
+    x, _ = demo_audio
+    u = demo_labels["utterances"][0]
+    speech = x[int(u["start_s"] * RATE_HZ) : int(u["end_s"] * RATE_HZ)]
+    dn = Denoiser(4)
+    kept = np.concatenate([dn.process(f) for f in _frames(np.concatenate([x[: 2 * RATE_HZ], speech]))])
+    assert level_dbfs(kept[2 * RATE_HZ :]) > level_dbfs(speech) - 3.0
+    with pytest.raises(ValueError, match="160-sample"):
+        dn.process(np.zeros(80, dtype=np.float32))
+
+
+def test_a_talking_room_cannot_start_turns_on_the_denoised_hearing(demo_audio, demo_labels) -> None:
+    """Speech without pauses for many seconds (babble, TV) makes the room "talking": then only
+    the plain hearing may start a turn. A quiet room is not talking once the window has passed;
+    at switch-on the room counts as talking until it has been heard."""
+    x, _ = demo_audio
+    cfg = DetectorConfig(denoise_level=4)
+    talk = np.concatenate(
+        [x[int(u["start_s"] * RATE_HZ) : int(u["end_s"] * RATE_HZ)] for u in demo_labels["utterances"]]
+    )
+    tap, _ = read_mono(DATA / "running_tap_20s.wav")
+    det = SpeechDetector(cfg)
+    quiet = [det.process(f) for f in _frames(tap[: 8 * RATE_HZ] * np.float32(0.1))]
+    assert quiet[0].room_talking
+    assert not any(d.room_talking for d in quiet[-300:])
+    busy = [det.process(f) for f in _frames(talk)]
+    assert busy[-1].room_talking
+    assert any(d.room_talking for d in busy[: len(busy) // 2])
+    for d in busy:
+        if d.room_talking:
+            assert d.trigger == (d.probability >= cfg.start_probability)
+
+
+def test_denoised_hearing_is_off_by_default(demo_audio) -> None:
+    x, _ = demo_audio
+    det = SpeechDetector(DetectorConfig())
+    ds = [det.process(f) for f in _frames(x[: 5 * RATE_HZ])]
+    assert all(d.denoised_probability == 0.0 and not d.room_talking for d in ds)
     assert any(d.trigger for d in ds)
 
 
