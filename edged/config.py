@@ -95,7 +95,7 @@ class DetectorConfig:
         0.05,
         1.0,
         "share of recent time the denoised audio sounded like speech above which the room itself is "
-        "talking (babble, TV) and only the plain audio can start a turn",
+        "talking (babble, TV) and only the plain audio can start or keep a turn",
     )
     talking_room_window_ms: int = _num(5000, 500, 60000, "how far back that share reaches (ms)")
 
