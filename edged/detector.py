@@ -102,22 +102,33 @@ class PeakGain:
         return np.clip(frame * np.float32(10 ** (gain_db / 20)), -1.0, 1.0)
 
 
-class DenoisedHearing:
-    """The second stage once more, on noise-suppressed audio with its own gain, plus the
-    share of recent time it heard speech. The share starts full, so a device switched on
-    in a talking room does not take the babble for a user before it has listened."""
+class GainedSilero:
+    """The second stage's model behind its own peak-following gain (see the module note)."""
 
-    def __init__(self, cfg: DetectorConfig, second_stage: SileroVad | None = None) -> None:
-        self._denoiser = Denoiser(cfg.denoise_level)
-        self._silero = second_stage or SileroVad()
+    def __init__(self, cfg: DetectorConfig, model: SileroVad | None = None) -> None:
+        self._silero = model or SileroVad()
         self._agc = PeakGain(cfg.agc_target_dbfs, cfg.agc_release_db_per_s, cfg.agc_max_gain_db)
+
+    def hear(self, frame: np.ndarray, level: float) -> float:
+        """The latest speech probability after this frame (`level`: the frame's own dBFS)."""
+        self._silero.process(self._agc.apply(frame, level))
+        return self._silero.probability
+
+
+class DenoisedHearing:
+    """The second stage once more, on noise-suppressed audio, plus the share of recent
+    time it heard speech. The share starts full, so a device switched on in a talking
+    room does not take the babble for a user before it has listened."""
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        self._denoiser = Denoiser(cfg.denoise_level)
+        self._hearing = GainedSilero(cfg)
         self._alpha = FRAME_MS / cfg.talking_room_window_ms
         self.talking_share = 1.0
 
     def process(self, frame: np.ndarray) -> float:
         y = self._denoiser.process(frame)
-        self._silero.process(self._agc.apply(y, level_dbfs(y)))
-        p = self._silero.probability
+        p = self._hearing.hear(y, level_dbfs(y))
         self.talking_share += self._alpha * ((p >= TALKING_PROBABILITY) - self.talking_share)
         return p
 
@@ -125,13 +136,12 @@ class DenoisedHearing:
 class SpeechDetector:
     def __init__(self, cfg: DetectorConfig, second_stage: SileroVad | None = None) -> None:
         self.cfg = cfg
-        self._silero = None
+        self._plain: GainedSilero | None = None
+        self._denoised: DenoisedHearing | None = None
         if cfg.mode != "webrtcvad":
-            self._silero = second_stage or SileroVad()
-            self._agc = PeakGain(cfg.agc_target_dbfs, cfg.agc_release_db_per_s, cfg.agc_max_gain_db)
-        self._denoised = None
-        if self._silero is not None and cfg.denoise_level > 0:
-            self._denoised = DenoisedHearing(cfg)
+            self._plain = GainedSilero(cfg, second_stage)
+            if cfg.denoise_level > 0:
+                self._denoised = DenoisedHearing(cfg)
         self._vad = webrtcvad.Vad(cfg.vad_mode)
         self._block_frames = cfg.vad_frame_ms // FRAME_MS
         self._block = np.zeros(self._block_frames * RATE_HZ * FRAME_MS // 1000, dtype="<i2")
@@ -154,10 +164,9 @@ class SpeechDetector:
         audible = level >= cfg.min_level_dbfs
         loud = audible and level >= floor + cfg.energy_margin_db
         fast = self._vad_state and loud
-        if self._silero is None:
+        if self._plain is None:
             return Decision(level, floor, self._vad_state, loud, 0.0, fast, fast, fast)
-        self._silero.process(self._agc.apply(frame, level))
-        prob = self._silero.probability
+        prob = self._plain.hear(frame, level)
         trigger = prob >= cfg.start_probability
         held = prob >= cfg.hold_probability
         p_dn, talking = 0.0, False

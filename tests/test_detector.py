@@ -192,8 +192,7 @@ def test_a_talking_room_cannot_start_turns_on_the_denoised_hearing(demo_audio, d
 
 def test_denoised_hearing_is_off_by_default(demo_audio) -> None:
     x, _ = demo_audio
-    det = SpeechDetector(DetectorConfig())
-    ds = [det.process(f) for f in _frames(x[: 5 * RATE_HZ])]
+    ds = decide(x[: 5 * RATE_HZ])
     assert all(d.denoised_probability == 0.0 and not d.room_talking for d in ds)
     assert any(d.trigger for d in ds)
 
