@@ -10,7 +10,11 @@
    only the device spoke), barge-in recall (the user's first word during playback starts a
    turn within 300 ms of its onset) and the barge-in latency.
 
-    python benchmarks/echo.py [--aec-bench ../shared/tools/aec_bench.py] [--json OUT]
+3. With --sweep, instead: the trade-off between the two halves (the device never hears
+   itself, the user is always heard), edged's canceller and gate over a grid of suppression,
+   filter tail and barge-in margin, one row per configuration.
+
+    python benchmarks/echo.py [--aec-bench ../shared/tools/aec_bench.py] [--sweep] [--json OUT]
 Needs: apt-get install espeak-ng libspeexdsp1; pip install -e '.[bench]'.
 """
 
@@ -25,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from edged.config import Config
+from edged.aec import EchoCanceller
+from edged.config import Config, load_config
 from edged.frames import FRAME_SAMPLES, RATE_HZ
 from edged.gate import Start
 from edged.pipeline import Pipeline
@@ -105,15 +110,118 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
     }
 
 
+def gate_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What users feel, over all rooms: false barge-ins per minute of playback and the share
+    of barge-ins caught within CAUGHT_MS."""
+    total_min = sum(r["playback_min"] for r in rows.values())
+    n_bi = sum(r["barge_ins"] for r in rows.values())
+    n_caught = sum(r["barge_ins_caught"] for r in rows.values())
+    n_false = sum(r["false_barge_ins"] for r in rows.values())
+    lats = [x for r in rows.values() for x in r["barge_in_latencies_ms"] if x is not None]
+    return {
+        "false_barge_ins": n_false,
+        "false_barge_ins_per_min": n_false / total_min if total_min else 0.0,
+        "barge_ins": n_bi,
+        "barge_ins_caught": n_caught,
+        "barge_in_recall": n_caught / n_bi if n_bi else 0.0,
+        "barge_in_latency_ms_median": float(np.median(lats)) if lats else None,
+    }
+
+
+# The canceller's trade-off: how hard the residual is suppressed (oversubtraction, floor), how
+# much of the room the linear filter covers, and how far above the expected echo the gate
+# wants the user. Each point differs from the shipped configuration in the keys shown.
+SWEEP: tuple[tuple[str, ...], ...] = (
+    (),
+    ("aec.oversubtraction=1",),
+    ("aec.oversubtraction=2",),
+    ("aec.oversubtraction=8",),
+    ("aec.suppression_db=0",),
+    ("aec.tail_ms=256",),
+    ("aec.tail_ms=256", "aec.oversubtraction=2"),
+    ("aec.barge_in_margin_db=4",),
+    ("aec.barge_in_margin_db=6",),
+    ("aec.barge_in_margin_db=12",),
+    ("aec.half_duplex=true",),
+)
+
+
+def canceller_figures(bench: Any, mat: Any, scen: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
+    """aec_bench's figures for one configuration of edged's canceller (means over rooms, as
+    its tables print them; re-convergence as a median, 'never' counted as never)."""
+
+    def factory() -> EchoCanceller:
+        return EchoCanceller(RATE_HZ, FRAME_SAMPLES, cfg.aec)
+
+    lag = bench.latency(factory, mat)
+    per, ns = [], []
+    for s in scen:
+        out, t = bench.run_aec(factory, s)
+        ns.append(t)
+        per.append(bench.score(np.concatenate([out[lag:], np.zeros(lag)]), s))
+
+    def mean(key: str) -> float | None:
+        v = [p[key] for p in per if p[key] is not None]
+        return float(np.mean(v)) if v else None
+
+    re_t10 = [p["re_t10_ms"] if p["re_t10_ms"] is not None else float("inf") for p in per]
+    return {
+        "erle_ss_db": mean("erle_ss"),
+        "re_t10_ms": float(np.median(re_t10)),
+        "pesq_dt": mean("pesq_dt"),
+        "vad3_dt_recall": mean("vad3_dt_recall"),
+        "vad3_trig_per_min": mean("vad3_trig_per_min"),
+        "cpu_us_median": float(np.median(np.concatenate(ns))) / 1000,
+    }
+
+
+def run_sweep(bench: Any, out: Path) -> None:
+    mat = bench.material()
+    scen = [
+        bench.build_scenario(n, d, rt, mat, bench.SEED + i) for i, (n, d, rt) in enumerate(bench.SCENARIOS)
+    ]
+    points = []
+    for overrides in SWEEP:
+        cfg = load_config(None, list(overrides))
+        rows = {s["info"]["name"]: gate_on_scenario(with_more_barge_ins(s), cfg) for s in scen}
+        fig = canceller_figures(bench, mat, scen, cfg)
+        points.append({"overrides": list(overrides), **fig, **gate_summary(rows)})
+        print(f"done {' '.join(overrides) or 'shipped'}", file=sys.stderr)
+    print(
+        "\nTrade-off of edged's canceller and gate (means over aec_bench rooms; targets: false"
+        "\nbarge-ins ≤ 0.1/min for webrtcvad m3 and the gate, m3 DT recall ≥ 90 %, PESQ DT ≥ 2.0,"
+        f"\nERLE ≥ 35 dB, ≥ 95 % of barge-ins caught ≤ {CAUGHT_MS} ms)\n"
+    )
+    print(
+        "| differs from shipped | ERLE ss dB | reT10 ms | PESQ DT | m3 DT recall % | m3 trig/min "
+        f"| gate false/min | caught ≤ {CAUGHT_MS} ms | CPU med µs |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for pt in points:
+        print(
+            f"| {', '.join(pt['overrides']) or 'shipped'} | {pt['erle_ss_db']:.1f} | {pt['re_t10_ms']:.0f} "
+            f"| {pt['pesq_dt']:.2f} | {100 * pt['vad3_dt_recall']:.1f} | {pt['vad3_trig_per_min']:.2f} "
+            f"| {pt['false_barge_ins_per_min']:.2f} | {pt['barge_ins_caught']}/{pt['barge_ins']} "
+            f"| {pt['cpu_us_median']:.0f} |"
+        )
+    out.write_text(json.dumps({"points": points}, indent=1))
+    print(f"\nwrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aec-bench", type=Path, default=DEFAULT_BENCH)
     ap.add_argument("--algos", default="raw,speex+pp,aec3", help="anchors of aec_bench to run beside edged")
-    ap.add_argument("--json", default=str(RESULTS / "echo.json"))
+    ap.add_argument("--sweep", action="store_true", help="the trade-off sweep instead")
+    ap.add_argument("--json", help="output (default: results/echo.json, or echo_sweep.json with --sweep)")
     args = ap.parse_args(argv)
     bench = load_bench(args.aec_bench)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    anchors_json = Path(args.json).with_name("echo_anchors.json")
+    if args.sweep:
+        run_sweep(bench, Path(args.json or RESULTS / "echo_sweep.json"))
+        return 0
+    out = Path(args.json or RESULTS / "echo.json")
+    anchors_json = out.with_name("echo_anchors.json")
     sys.path.insert(0, str(ROOT))
     bench.main(["--algos", args.algos, "--plugin", "edged.aec:EchoCanceller", "--json", str(anchors_json)])
 
@@ -136,25 +244,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {r['false_barge_ins']} | {r['false_per_min']:.2f} | "
             f"{r['barge_ins_caught']}/{r['barge_ins']} | {med} |"
         )
-    total_min = sum(r["playback_min"] for r in rows.values())
-    total_false = sum(r["false_barge_ins"] for r in rows.values())
-    n_bi = sum(r["barge_ins"] for r in rows.values())
-    n_caught = sum(r["barge_ins_caught"] for r in rows.values())
-    lats = [x for r in rows.values() for x in r["barge_in_latencies_ms"] if x is not None]
-    summary = {
-        "false_barge_ins_per_min": total_false / total_min if total_min else 0.0,
-        "barge_in_recall": n_caught / n_bi if n_bi else 0.0,
-        "barge_in_latency_ms_median": float(np.median(lats)) if lats else None,
-    }
+    summary = gate_summary(rows)
     print(
-        f"| all | {total_false} | {summary['false_barge_ins_per_min']:.2f} | "
-        f"{n_caught}/{n_bi} | {summary['barge_in_latency_ms_median']} |"
+        f"| all | {summary['false_barge_ins']} | {summary['false_barge_ins_per_min']:.2f} | "
+        f"{summary['barge_ins_caught']}/{summary['barge_ins']} | {summary['barge_in_latency_ms_median']} |"
     )
     anchors = json.loads(anchors_json.read_text())
-    Path(args.json).write_text(
-        json.dumps({"anchors": anchors, "gate": rows, "gate_summary": summary}, indent=1)
-    )
-    print(f"\nwrote {args.json}")
+    out.write_text(json.dumps({"anchors": anchors, "gate": rows, "gate_summary": summary}, indent=1))
+    print(f"\nwrote {out}")
     return 0
 
 
