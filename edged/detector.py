@@ -149,6 +149,11 @@ class SpeechDetector:
         self._vad_state = False
         self._floor = NoiseFloor(cfg.noise_floor_rise_db_per_s, cfg.noise_floor_fall_db_per_s)
 
+    @property
+    def hears_denoised(self) -> bool:
+        """The second stage also hears the room through noise suppression (denoise_level)."""
+        return self._denoised is not None
+
     def process(self, frame: np.ndarray) -> Decision:
         """One 10 ms float frame in, one decision out (webrtcvad's verdict is the
         latest complete block's, so it lags by at most vad_frame_ms - 10 ms)."""

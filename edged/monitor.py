@@ -49,6 +49,7 @@ THRESHOLD_KEYS: tuple[tuple[str, str, str], ...] = (
     ("detector", "min_level_dbfs", "dBFS"),
     ("detector", "start_probability", ""),
     ("detector", "hold_probability", ""),
+    ("detector", "denoise_level", ""),
     ("gate", "start_window_ms", "ms"),
     ("gate", "start_voiced_ratio", ""),
     ("gate", "end_silence_ms", "ms"),
@@ -84,6 +85,8 @@ class Snapshot:
     fast: bool  # the fast stage's own speech decision (vad and loud) on some frame
     onset: bool  # some frame was marked as a possible onset
     probability: float  # highest second-stage probability
+    denoised_probability: float | None  # highest on the denoised audio; None: that hearing is off
+    room_talking: bool  # at the end, the room itself talks: the denoised hearing cannot start turns
     trigger: bool  # some frame could start a turn
     speech: bool  # the final speech decision held on some frame
     phase: Phase  # the gate's phase at the end
@@ -108,8 +111,11 @@ class Summariser:
     the times shown match a recording's labels or a stopwatch.
     """
 
-    def __init__(self, to_input_ms: Callable[[int], float], every_ms: int = UPDATE_MS) -> None:
+    def __init__(
+        self, to_input_ms: Callable[[int], float], every_ms: int = UPDATE_MS, denoised: bool = False
+    ) -> None:
         self._to_ms = to_input_ms
+        self._denoised = denoised
         self._every = max(1, every_ms // FRAME_MS)
         self._pending: list[FrameResult] = []
         self._committed = 0
@@ -168,6 +174,8 @@ class Summariser:
                 fast=any(d.vad and d.loud for d in ds),
                 onset=any(d.onset for d in ds),
                 probability=max(d.probability for d in ds),
+                denoised_probability=max(d.denoised_probability for d in ds) if self._denoised else None,
+                room_talking=ds[-1].room_talking,
                 trigger=any(d.trigger for d in ds),
                 speech=any(d.speech for d in ds),
                 **state,
@@ -230,6 +238,10 @@ def format_line(s: Snapshot) -> str:
     """One plain line per update: `key=value` tokens separated by spaces, right-aligned so
     columns line up when scrolling, and split cleanly by `str.split()` in a script."""
     fast = ",".join(n for n, on in (("vad", s.vad), ("loud", s.loud), ("onset", s.onset)) if on) or "-"
+    denoised: tuple[str, ...] = ()
+    if s.denoised_probability is not None:  # only while that hearing is on: the line stays short
+        room = "talking" if s.room_talking else "quiet"
+        denoised = (f"p_dn={s.denoised_probability:.2f}", f"room={room}".ljust(12))
     return " ".join(
         (
             f"t={s.t_s:.2f}".rjust(9),
@@ -239,6 +251,7 @@ def format_line(s: Snapshot) -> str:
             f"fast={_yes(s.fast)}".ljust(8),
             f"cues={fast}".ljust(19),
             f"p={s.probability:.2f}",
+            *denoised,
             f"trigger={_yes(s.trigger)}".ljust(11),
             f"speech={_yes(s.speech)}".ljust(10),
             f"phase={s.phase.value}".ljust(14),
@@ -269,13 +282,12 @@ def level_bar(s: Snapshot, cfg: Config, width: int) -> tuple[str, str]:
     return bar, "".join(marks)
 
 
-def prob_bar(s: Snapshot, cfg: Config, width: int) -> str:
-    """The second stage's probability from 0 to 1, with H (hold) and S (start) marked."""
-    n = round(min(max(s.probability, 0.0), 1.0) * (width - 1)) + (s.probability > 0)
+def prob_bar(p: float, start: float, hold: float, width: int) -> str:
+    """A probability from 0 to 1, with H (hold) and S (start) marked."""
+    n = round(min(max(p, 0.0), 1.0) * (width - 1)) + (p > 0)
     cells = ["#"] * n + ["."] * (width - n)
-    d = cfg.detector
-    for ch, p in (("H", d.hold_probability), ("S", d.start_probability)):
-        cells[min(width - 1, round(p * (width - 1)))] = ch
+    for ch, mark in (("H", hold), ("S", start)):
+        cells[min(width - 1, round(mark * (width - 1)))] = ch
     return "".join(cells)
 
 
@@ -314,8 +326,15 @@ def format_screen(s: Snapshot, cfg: Config, source: str, width: int = 80) -> lis
     if d.mode == "webrtcvad":
         rows.append(row("second stage", "off", "(detector.mode = webrtcvad)"))
     else:
-        rows.append(row("second stage", f"p {s.probability:4.2f}", f"[{prob_bar(s, cfg, bar_w)}]"))
+        bar = prob_bar(s.probability, d.start_probability, d.hold_probability, bar_w)
+        rows.append(row("second stage", f"p {s.probability:4.2f}", f"[{bar}]"))
         rows.append(row("", "", f" H hold {d.hold_probability:g}, S start {d.start_probability:g}"))
+    if d.mode != "webrtcvad" and s.denoised_probability is not None:
+        pdn = s.denoised_probability
+        bar = prob_bar(pdn, d.denoised_start_probability, d.hold_probability, bar_w)
+        rows.append(row("denoised", f"p {pdn:4.2f}", f"[{bar}]"))
+        room = "TALKING: only the plain hearing starts or keeps turns" if s.room_talking else "quiet"
+        rows.append(row("", "", f" S start {d.denoised_start_probability:g}   room {room}"))
     rows += [
         row("decision", f"speech {_yes(s.speech).upper()}", f"trigger {_yes(s.trigger)}"),
         row("turn gate", s.phase.value.upper(), turn),
@@ -470,7 +489,7 @@ def run_monitor(
             limit = None if seconds is None else int(seconds * rate)
             chunks = _mic_chunks(audio, limit)
         pipeline = Pipeline(cfg, rate, rate)
-        summary = Summariser(pipeline.to_input_ms)
+        summary = Summariser(pipeline.to_input_ms, denoised=pipeline.detector.hears_denoised)
         view = PlainView(out) if plain else ScreenView(out, cfg, source)
         view.begin([f"# edged monitor: {source}; one line per {UPDATE_MS} ms", format_thresholds(cfg)])
         for mic, far in chunks:

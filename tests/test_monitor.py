@@ -203,6 +203,36 @@ def test_summaries_and_text_on_real_frames(demo_audio) -> None:
         assert any(row.startswith("turn gate") and "SPEECH" in row for row in screen)
 
 
+def test_denoised_hearing_is_shown_only_when_on(demo_audio) -> None:
+    """A user who switches detector.denoise_level on can watch that hearing: its peak
+    probability and the talking-room state per update, as the real frames decided them."""
+    x, rate = demo_audio
+    chunk = x[int(2.0 * rate) : int(3.5 * rate)]  # the first sentence begins
+    cfg = load_config(None, ["detector.denoise_level=4"])
+    p = Pipeline(cfg, rate, rate)
+    frames = p.process(chunk)
+    snaps = Summariser(p.to_input_ms, denoised=p.detector.hears_denoised).push(frames)
+    for i, s in enumerate(snaps):
+        part = frames[10 * i : 10 * i + 10]
+        assert s.denoised_probability == max(r.decision.denoised_probability for r in part)
+        assert s.room_talking is part[-1].decision.room_talking
+        tokens = dict(t.split("=", 1) for t in format_line(s).split())
+        assert float(tokens["p_dn"]) == pytest.approx(s.denoised_probability, abs=0.005)
+        assert tokens["room"] == ("talking" if s.room_talking else "quiet")
+    assert max(s.denoised_probability or 0.0 for s in snaps) >= cfg.detector.denoised_start_probability
+    screen = format_screen(snaps[-1], cfg, "demo", 80)
+    assert any(row.startswith("denoised") and "[" in row for row in screen)
+    assert any("detector.denoise_level = 4" in row for row in screen)
+
+    off = load_config()
+    p = Pipeline(off, rate, rate)
+    assert not p.detector.hears_denoised
+    snaps = Summariser(p.to_input_ms, denoised=p.detector.hears_denoised).push(p.process(chunk))
+    assert all(s.denoised_probability is None for s in snaps)
+    assert "p_dn=" not in format_line(snaps[-1])
+    assert not any(row.startswith("denoised") for row in format_screen(snaps[-1], off, "demo", 80))
+
+
 def _spawn(args: list[str], tty: bool) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "COLUMNS": "100", "LINES": "30"}
     if tty:
