@@ -22,6 +22,7 @@ itself is talking) only the plain hearing may start or keep a turn.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,7 @@ SILENT_DBFS = -120.0
 def level_dbfs(frame: np.ndarray) -> float:
     """Mean power of a float frame (full scale ±1) in dB; a full-scale sine reads -3 dBFS."""
     p = float(np.dot(frame, frame)) / max(len(frame), 1)
-    return 10.0 * np.log10(p) if p > 1e-12 else SILENT_DBFS
+    return 10.0 * math.log10(p) if p > 1e-12 else SILENT_DBFS
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,11 @@ class PeakGain:
         p = self.peak_dbfs
         self.peak_dbfs = p = level if p is None or level > p else max(level, p - self.release)
         gain_db = min(max(self.target - p, 0.0), self.max_gain)
-        return np.clip(frame * np.float32(10 ** (gain_db / 20)), -1.0, 1.0)
+        if gain_db == 0.0:
+            return frame
+        y = frame * np.float32(10 ** (gain_db / 20))
+        np.minimum(y, 1.0, out=y)  # two ufuncs in place: np.clip's wrapper costs more per frame
+        return np.maximum(y, -1.0, out=y)
 
 
 class GainedSilero:

@@ -45,8 +45,9 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 def to_pcm16(x: np.ndarray) -> np.ndarray:
-    """±1 floats to little-endian int16 (full scale clips, never wraps)."""
-    return (np.clip(x, -1.0, 32767 / 32768) * 32768.0).astype("<i2")
+    """±1 floats to little-endian int16 (full scale clips, never wraps). Per 10 ms frame in
+    the frame loop: two ufuncs cost a fifth of `np.clip`'s Python-level wrapper."""
+    return (np.minimum(np.maximum(x, -1.0), 32767 / 32768) * 32768.0).astype("<i2")
 
 
 def write_pcm16(path: str | Path, x: np.ndarray, rate: int) -> None:
