@@ -81,7 +81,7 @@ class DetectorConfig:
     )
     agc_max_gain_db: float = _num(40.0, 0.0, 60.0, "most the second stage's input is amplified (dB)")
     denoise_level: int = _num(
-        0,
+        4,
         0,
         4,
         "the second stage also hears the room through WebRTC noise suppression at this level (4: most); "
@@ -91,7 +91,7 @@ class DetectorConfig:
         0.7, 0.01, 0.99, "Silero speech probability on the denoised audio that starts a turn"
     )
     talking_room_share: float = _num(
-        0.6,
+        0.85,
         0.05,
         1.0,
         "share of recent time the denoised audio sounded like speech above which the room itself is "

@@ -2,16 +2,19 @@
 """Rebuild the noise excerpts in tests/data/ (see tests/data/README.md for sources and licences).
 
     python scripts/make_test_audio.py VAD_DATA_DIR   # the folder holding noise/ (street, tap)
-Also reads Debian's asterisk-moh-opsound-wav (hold music). Needs numpy and soundfile.
+Also reads Debian's asterisk-moh-opsound-wav (hold music) and asterisk-core-sounds-fr-wav and
+-it-wav (prompts, mixed into six-talker babble). Needs numpy, scipy and soundfile.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import resample_poly
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "data")
 SECONDS = 20
@@ -23,6 +26,27 @@ def excerpt(path: str, start_s: float) -> tuple[np.ndarray, int]:
     x = x.mean(axis=1)[int(start_s * sr) : int((start_s + SECONDS) * sr)]
     x *= 10 ** (LEVEL_DBFS / 20) / np.sqrt(np.mean(x**2))
     return x, sr
+
+
+def babble(seconds: float, talkers: int = 6, seed: int = 1) -> tuple[np.ndarray, int]:
+    """Six voices talking at once (French and Italian prompts, each stream prompt after prompt
+    at the same level): a room full of talk, in no language the user speaks."""
+    sounds = "/usr/share/asterisk/sounds"
+    pool = sorted(glob.glob(f"{sounds}/fr_CA_f_June/*.wav") + glob.glob(f"{sounds}/it_IT_m_Carlo/*.wav"))
+    rng = np.random.default_rng(seed)
+    rate = 16000
+    n = int(seconds * rate)
+    out = np.zeros(n, np.float32)
+    for _ in range(talkers):
+        parts, total = [], 0
+        while total < n:
+            u, sr = sf.read(pool[rng.integers(len(pool))], dtype="float32", always_2d=True)
+            u = resample_poly(u.mean(axis=1), rate, sr).astype(np.float32)
+            parts.append(u / (np.sqrt(np.mean(u**2)) + 1e-9))
+            total += len(u)
+        out += np.concatenate(parts)[:n]
+    out *= 10 ** (LEVEL_DBFS / 20) / np.sqrt(np.mean(out**2))
+    return out, rate
 
 
 def main() -> None:
@@ -37,6 +61,9 @@ def main() -> None:
         x, sr = excerpt(path, start)
         sf.write(os.path.join(OUT, name), x, sr, subtype="PCM_16")
         print(name, sr, len(x) / sr)
+    x, sr = babble(SECONDS)
+    sf.write(os.path.join(OUT, "babble_20s.wav"), x, sr, subtype="PCM_16")
+    print("babble_20s.wav", sr, len(x) / sr)
 
 
 if __name__ == "__main__":

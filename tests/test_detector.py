@@ -17,8 +17,8 @@ from edged.wavio import read_mono
 DATA = Path(__file__).parent / "data"
 
 
-def decide(x: np.ndarray):
-    det = SpeechDetector(DetectorConfig())
+def decide(x: np.ndarray, cfg: DetectorConfig | None = None):
+    det = SpeechDetector(cfg or DetectorConfig())
     n = len(x) // FRAME_SAMPLES
     return [det.process(x[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]) for i in range(n)]
 
@@ -38,11 +38,14 @@ def test_speech_frames_flagged_and_noise_mostly_not(demo_audio, demo_labels) -> 
     speech = np.array([f.speech for f in d])
     truth = label_mask(demo_labels, len(d))
     recall = speech[truth].mean()
-    false_rate = speech[~truth].mean()
     # labels include soft word endings within 35 dB of the peak; turn-level recall is
-    # what users feel (test_replay), so here: most speech frames, few noise frames
+    # what users feel (test_replay), so here: most speech frames, few noise frames, and
+    # those few next to a sentence (its reverberant tail and the hold through trailing
+    # silence), not in the kitchen noise half a second or more away from any
+    near = np.convolve(truth, np.ones(101), "same") > 0
     assert recall > 0.5, recall
-    assert false_rate < 0.1, false_rate
+    assert speech[~truth].mean() < 0.12, speech[~truth].mean()
+    assert speech[~near].mean() < 0.05, speech[~near].mean()
 
 
 def test_energy_gate_blocks_what_webrtcvad_passes(demo_audio, demo_labels) -> None:
@@ -169,32 +172,40 @@ def test_denoiser_takes_out_a_running_tap_and_keeps_speech(demo_audio, demo_labe
 
 
 def test_a_talking_room_cannot_start_turns_on_the_denoised_hearing(demo_audio, demo_labels) -> None:
-    """Speech without pauses for many seconds (babble, TV) makes the room "talking": then only
-    the plain hearing may start a turn. A quiet room is not talking once the window has passed;
-    at switch-on the room counts as talking until it has been heard."""
+    """Six voices at once (babble, a TV) make the room "talking": then only the plain hearing
+    may start a turn. One user talking on and on does not: their own pauses keep the room
+    below the share. A quiet room is not talking once the window has passed; at switch-on the
+    room counts as talking until it has been heard."""
     x, _ = demo_audio
     cfg = DetectorConfig(denoise_level=4)
-    talk = np.concatenate(
+    tap, _ = read_mono(DATA / "running_tap_20s.wav")
+    babble, _ = read_mono(DATA / "babble_20s.wav")
+    user = np.concatenate(
         [x[int(u["start_s"] * RATE_HZ) : int(u["end_s"] * RATE_HZ)] for u in demo_labels["utterances"]]
     )
-    tap, _ = read_mono(DATA / "running_tap_20s.wav")
     det = SpeechDetector(cfg)
     quiet = [det.process(f) for f in _frames(tap[: 8 * RATE_HZ] * np.float32(0.1))]
     assert quiet[0].room_talking
     assert not any(d.room_talking for d in quiet[-300:])
-    busy = [det.process(f) for f in _frames(talk)]
-    assert busy[-1].room_talking
-    assert any(d.room_talking for d in busy[: len(busy) // 2])
-    for d in busy:
+    talking = [det.process(f) for f in _frames(babble)]
+    # from a quiet room the share needs -ln(1 - 0.85) = 1.9 windows of talk (9.5 s)
+    assert all(d.room_talking for d in talking[11 * RATE_HZ // FRAME_SAMPLES :])
+    for d in talking:
         if d.room_talking:
             assert d.trigger == (d.probability >= cfg.start_probability)
+    det = SpeechDetector(cfg)
+    [det.process(f) for f in _frames(tap[: 8 * RATE_HZ] * np.float32(0.1))]
+    monologue = [det.process(f) for f in _frames(user)]
+    assert np.mean([d.room_talking for d in monologue]) < 0.1
 
 
-def test_denoised_hearing_is_off_by_default(demo_audio) -> None:
+def test_denoised_hearing_is_on_by_default_and_level_0_turns_it_off(demo_audio) -> None:
     x, _ = demo_audio
     ds = decide(x[: 5 * RATE_HZ])
-    assert all(d.denoised_probability == 0.0 and not d.room_talking for d in ds)
-    assert any(d.trigger for d in ds)
+    assert any(d.denoised_probability > 0.5 for d in ds)
+    off = decide(x[: 5 * RATE_HZ], DetectorConfig(denoise_level=0))
+    assert all(d.denoised_probability == 0.0 and not d.room_talking for d in off)
+    assert any(d.trigger for d in off)
 
 
 def test_noise_floor_starts_at_the_first_sound_not_at_digital_silence() -> None:

@@ -204,11 +204,11 @@ def test_summaries_and_text_on_real_frames(demo_audio) -> None:
 
 
 def test_denoised_hearing_is_shown_only_when_on(demo_audio) -> None:
-    """A user who switches detector.denoise_level on can watch that hearing: its peak
+    """A user can watch the denoised hearing (detector.denoise_level, on by default): its peak
     probability and the talking-room state per update, as the real frames decided them."""
     x, rate = demo_audio
     chunk = x[int(2.0 * rate) : int(3.5 * rate)]  # the first sentence begins
-    cfg = load_config(None, ["detector.denoise_level=4"])
+    cfg = load_config()
     p = Pipeline(cfg, rate, rate)
     frames = p.process(chunk)
     snaps = Summariser(p.to_input_ms, denoised=p.detector.hears_denoised).push(frames)
@@ -224,7 +224,7 @@ def test_denoised_hearing_is_shown_only_when_on(demo_audio) -> None:
     assert any(row.startswith("denoised") and "[" in row for row in screen)
     assert any("detector.denoise_level = 4" in row for row in screen)
 
-    off = load_config()
+    off = load_config(None, ["detector.denoise_level=0"])
     p = Pipeline(off, rate, rate)
     assert not p.detector.hears_denoised
     snaps = Summariser(p.to_input_ms, denoised=p.detector.hears_denoised).push(p.process(chunk))
