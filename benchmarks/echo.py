@@ -110,6 +110,12 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
     }
 
 
+def scenarios(bench: Any, mat: Any) -> list[dict[str, Any]]:
+    """aec_bench's rooms, each with the seed its own run gives it."""
+    rooms = enumerate(bench.SCENARIOS)
+    return [bench.build_scenario(n, d, rt, mat, bench.SEED + i) for i, (n, d, rt) in rooms]
+
+
 def gate_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What users feel, over all rooms: false barge-ins per minute of playback and the share
     of barge-ins caught within CAUGHT_MS."""
@@ -177,9 +183,7 @@ def canceller_figures(bench: Any, mat: Any, scen: list[dict[str, Any]], cfg: Con
 
 def run_sweep(bench: Any, out: Path) -> None:
     mat = bench.material()
-    scen = [
-        bench.build_scenario(n, d, rt, mat, bench.SEED + i) for i, (n, d, rt) in enumerate(bench.SCENARIOS)
-    ]
+    scen = scenarios(bench, mat)
     points = []
     for overrides in SWEEP:
         cfg = load_config(None, list(overrides))
@@ -226,9 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.main(["--algos", args.algos, "--plugin", "edged.aec:EchoCanceller", "--json", str(anchors_json)])
 
     mat = bench.material()
-    scen = [
-        bench.build_scenario(n, d, rt, mat, bench.SEED + i) for i, (n, d, rt) in enumerate(bench.SCENARIOS)
-    ]
+    scen = scenarios(bench, mat)
     rows = {s["info"]["name"]: gate_on_scenario(with_more_barge_ins(s), Config()) for s in scen}
     print(
         "\nedged's gate on the same scenarios (whole frame loop, default config), with the user's first"

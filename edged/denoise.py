@@ -23,7 +23,7 @@ class Denoiser:
     """16 kHz float frames of 10 ms in, the same frames noise-suppressed out."""
 
     def __init__(self, level: int) -> None:
-        from webrtc_noise_gain import AudioProcessor  # imported only when the view runs
+        from webrtc_noise_gain import AudioProcessor  # imported only when the hearing is on
 
         if not 1 <= level <= 4:
             raise ValueError(f"noise suppression level must be 1 to 4, not {level}")

@@ -57,7 +57,7 @@ class Decision:
     trigger: bool  # strong enough evidence to start a turn
     speech: bool  # evidence that keeps a turn going
     denoised_probability: float = 0.0  # the second stage on noise-suppressed audio (0 when off)
-    room_talking: bool = False  # the denoised hearing sounds like speech most of the time
+    room_talking: bool = False  # the denoised hearing heard speech over talking_room_share of late
 
 
 SILENT = Decision(SILENT_DBFS, SILENT_DBFS, False, False, 0.0, False, False, False)

@@ -329,12 +329,12 @@ def format_screen(s: Snapshot, cfg: Config, source: str, width: int = 80) -> lis
         bar = prob_bar(s.probability, d.start_probability, d.hold_probability, bar_w)
         rows.append(row("second stage", f"p {s.probability:4.2f}", f"[{bar}]"))
         rows.append(row("", "", f" H hold {d.hold_probability:g}, S start {d.start_probability:g}"))
-    if d.mode != "webrtcvad" and s.denoised_probability is not None:
-        pdn = s.denoised_probability
-        bar = prob_bar(pdn, d.denoised_start_probability, d.hold_probability, bar_w)
-        rows.append(row("denoised", f"p {pdn:4.2f}", f"[{bar}]"))
-        room = "TALKING: only the plain hearing starts or keeps turns" if s.room_talking else "quiet"
-        rows.append(row("", "", f" S start {d.denoised_start_probability:g}   room {room}"))
+        if s.denoised_probability is not None:
+            pdn = s.denoised_probability
+            bar = prob_bar(pdn, d.denoised_start_probability, d.hold_probability, bar_w)
+            rows.append(row("denoised", f"p {pdn:4.2f}", f"[{bar}]"))
+            room = "TALKING: only the plain hearing starts or keeps turns" if s.room_talking else "quiet"
+            rows.append(row("", "", f" S start {d.denoised_start_probability:g}   room {room}"))
     rows += [
         row("decision", f"speech {_yes(s.speech).upper()}", f"trigger {_yes(s.trigger)}"),
         row("turn gate", s.phase.value.upper(), turn),

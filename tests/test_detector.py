@@ -19,8 +19,7 @@ DATA = Path(__file__).parent / "data"
 
 def decide(x: np.ndarray, cfg: DetectorConfig | None = None):
     det = SpeechDetector(cfg or DetectorConfig())
-    n = len(x) // FRAME_SAMPLES
-    return [det.process(x[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]) for i in range(n)]
+    return [det.process(f) for f in _frames(x)]
 
 
 def label_mask(labels, n_frames: int) -> np.ndarray:
@@ -183,8 +182,9 @@ def test_a_talking_room_cannot_start_turns_on_the_denoised_hearing(demo_audio, d
     user = np.concatenate(
         [x[int(u["start_s"] * RATE_HZ) : int(u["end_s"] * RATE_HZ)] for u in demo_labels["utterances"]]
     )
+    quiet_room = tap[: 8 * RATE_HZ] * np.float32(0.1)
     det = SpeechDetector(cfg)
-    quiet = [det.process(f) for f in _frames(tap[: 8 * RATE_HZ] * np.float32(0.1))]
+    quiet = [det.process(f) for f in _frames(quiet_room)]
     assert quiet[0].room_talking
     assert not any(d.room_talking for d in quiet[-300:])
     talking = [det.process(f) for f in _frames(babble)]
@@ -194,7 +194,8 @@ def test_a_talking_room_cannot_start_turns_on_the_denoised_hearing(demo_audio, d
         if d.room_talking:
             assert d.trigger == (d.probability >= cfg.start_probability)
     det = SpeechDetector(cfg)
-    [det.process(f) for f in _frames(tap[: 8 * RATE_HZ] * np.float32(0.1))]
+    for f in _frames(quiet_room):
+        det.process(f)
     monologue = [det.process(f) for f in _frames(user)]
     assert np.mean([d.room_talking for d in monologue]) < 0.1
 
