@@ -117,7 +117,6 @@ class _Turn:
     voiced_frames: int = 0
     uploaded_samples: int = 0
     continued: bool = False  # follows a forced commit: the tail of a long utterance, never "too short"
-    masked_frames: int = 0  # frames the device's echo hid, not counted as silence (at most end_silence)
 
 
 class TurnGate:
@@ -150,15 +149,11 @@ class TurnGate:
     def in_turn(self) -> bool:
         return self._turn is not None
 
-    def push(
-        self, frame: np.ndarray, start: int, d: Evidence, playing: bool = False, masked: bool = False
-    ) -> list[Action]:
-        """Feed one 10 ms frame starting at sample `start` with the detector's evidence.
-        `masked`: the device's own echo hid this frame, so its evidence says nothing about the
-        user; in a turn such a frame is not silence (see `_in_turn`)."""
+    def push(self, frame: np.ndarray, start: int, d: Evidence, playing: bool = False) -> list[Action]:
+        """Feed one 10 ms frame starting at sample `start` with the detector's evidence."""
         if self._turn is None:
             return self._idle(frame, start, d, playing)
-        return self._in_turn(frame, start, d.speech, playing, masked)
+        return self._in_turn(frame, start, d.speech, playing)
 
     def finish(self, at: int) -> list[Action]:
         """End of input: close an open turn as the daemon does on shutdown or device loss."""
@@ -211,28 +206,12 @@ class TurnGate:
         return found
 
     # -- in a turn --------------------------------------------------------------------------------
-    def _in_turn(
-        self, frame: np.ndarray, start: int, speech: bool, playing: bool, masked: bool = False
-    ) -> list[Action]:
+    def _in_turn(self, frame: np.ndarray, start: int, speech: bool, playing: bool) -> list[Action]:
         t = self._turn
         assert t is not None
         end = start + len(frame)
         out: list[Action] = []
-        if masked and not speech and t.masked_frames < self._end_frames:
-            # a barge-in stops the speaker, but its echo masks the user for a few hundred ms
-            # more: counting that as trailing silence ended (and discarded, too short) turns
-            # of users who were still talking, and their first words were lost. Such a frame
-            # does not count as silence, for at most end_silence_ms a turn (a start on the
-            # echo itself, with the speaker playing on, still ends and is discarded). It is
-            # uploaded as it comes, since the user's words may be under the echo; after a
-            # pause already held back, in order behind it.
-            t.masked_frames += 1
-            self.phase = Phase.TRAILING
-            if self._held:
-                self._held.append((start, frame))
-            else:
-                out.append(self._append(frame, start))
-        elif speech:
+        if speech:
             if self._held:
                 # a pause inside the turn: upload at most max_gap_upload_ms of it in all
                 keep = max(0, self._gap_frames - self._post_frames)

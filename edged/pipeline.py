@@ -124,8 +124,7 @@ class Pipeline:
         if tm:
             tm.mark("echo")
         d = self.detector.process(clean)
-        masked = playing and self.aec.near_ratio_db < self.cfg.aec.barge_in_margin_db
-        if masked:
+        if playing and self.aec.near_ratio_db < self.cfg.aec.barge_in_margin_db:
             # while the speaker plays, only what stands above the expected echo can be the user
             d = replace(d, onset=False, trigger=False, speech=False)
         elif playing and not d.loud:
@@ -136,7 +135,7 @@ class Pipeline:
             tm.mark("detector")
         start = self.position
         self.position += len(mic)
-        actions = self.gate.push(clean, start, d, playing, masked)
+        actions = self.gate.push(clean, start, d, playing)
         res = FrameResult(start, d, playing, self.gate.phase, actions)
         if tm:
             tm.mark("gate")

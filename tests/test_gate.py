@@ -6,8 +6,6 @@ were uploaded, in which order, and that none was lost or sent twice.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from edged.config import GateConfig
@@ -28,19 +26,12 @@ CFG = GateConfig(
 )
 
 
-def run(
-    decisions: list[bool],
-    cfg: GateConfig = CFG,
-    playing: list[bool] | None = None,
-    finish: bool = True,
-    masked: list[bool] | None = None,
-):
+def run(decisions: list[bool], cfg: GateConfig = CFG, playing: list[bool] | None = None, finish: bool = True):
     gate = TurnGate(cfg)
     actions = []
     for i, speech in enumerate(decisions):
         frame = np.full(N, float(i), dtype=np.float32)
-        hidden = bool(masked and masked[i])
-        for a in gate.push(frame, i * N, Verdict.of(speech), bool(playing and playing[i]), hidden):
+        for a in gate.push(frame, i * N, Verdict.of(speech), bool(playing and playing[i])):
             actions.append((i, a))
     if finish:
         actions += [(len(decisions), a) for a in gate.finish(len(decisions) * N)]
@@ -209,40 +200,3 @@ def test_start_share_is_counted_exactly() -> None:
     _, actions = run(seq((False, 50), (True, 3), (False, 7), (True, 30), (False, 100)), cfg)
     (i, s), *_ = of(actions, Start)
     assert i == 52 and s.speech_start == 50 * N
-
-
-def test_frames_masked_by_echo_do_not_end_a_barge_in() -> None:
-    """A barge-in stops the speaker, but its echo hides the user a while longer: those frames
-    are not the user's silence, so the turn neither ends nor is discarded as too short, and
-    the user's words after the echo are the same turn. Unmasked silence ends it as usual."""
-    # speech 100..114 starts a turn (150 ms, too short alone); 115..174 masked (600 ms, longer
-    # than the 400 ms of silence that would end it); speech again 175..254; then silence
-    decisions = seq((False, 100), (True, 15), (False, 60), (True, 80), (False, 200))
-    masked = seq((False, 115), (True, 60), (False, 280))
-    playing = seq((True, 175), (False, 280))
-    short = dataclasses.replace(CFG, end_silence_ms=400)
-    _, actions = run(decisions, short, playing=playing, masked=masked)
-    assert len(of(actions, Start)) == 1 and of(actions, Start)[0][1].barge_in
-    assert of(actions, Discard) == []
-    ((at, commit),) = of(actions, Commit)
-    assert at == 254 + 40  # end_silence_ms after the last speech frame, none earlier
-    assert commit.speech_start <= 100 * N and commit.speech_end == 255 * N
-    up = uploaded_frames(actions)
-    assert up == sorted(set(up))  # nothing sent twice, in order
-    assert set(range(100, 255)) <= set(up)  # the words under the echo too
-    # the same decisions without the mask: the echo counts as silence and the turn is lost
-    _, plain = run(decisions, short, playing=playing)
-    assert of(plain, Discard) and of(plain, Discard)[0][1].reason == "too_short"
-
-
-def test_echo_masks_at_most_end_silence_a_turn() -> None:
-    """A start on the echo itself while the speaker plays on: masked frames stop counting as
-    a pause after end_silence_ms, so the turn ends and, too short, is discarded."""
-    decisions = seq((False, 100), (True, 15), (False, 400))
-    masked = seq((False, 115), (True, 400))
-    _, actions = run(
-        decisions, dataclasses.replace(CFG, end_silence_ms=400), playing=[True] * 515, masked=masked
-    )
-    ((at, discard),) = of(actions, Discard)
-    assert discard.reason == "too_short"
-    assert at == 114 + 40 + 40  # 400 ms of masked frames, then 400 ms counted as silence
