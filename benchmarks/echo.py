@@ -7,7 +7,9 @@
    through the livekit wheel), in one run, and prints its tables.
 2. Feeds the same scenarios through edged's whole frame loop (canceller, detector, gate)
    and reports what users feel: false barge-ins per minute of playback (turns started while
-   only the device spoke), barge-in recall (the user's first word during playback starts a
+   only the device spoke: each pauses the reply), how many of those went on to cancel it
+   (confirmed as speech; an upper bound, since here the echo plays on through the pause
+   where a real device falls silent), barge-in recall (the user's first word during playback starts a
    turn within 300 ms of its onset) and the barge-in latency.
 
 3. With --sweep, instead: the trade-off between the two halves (the device never hears
@@ -32,7 +34,7 @@ import numpy as np
 from edged.aec import EchoCanceller
 from edged.config import Config, load_config
 from edged.frames import FRAME_SAMPLES, RATE_HZ
-from edged.gate import Start
+from edged.gate import Confirm, Start
 from edged.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,10 +75,11 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
     mic = sc["mic"].astype(np.float32) / 32768
     ref = sc["ref"].astype(np.float32) / 32768
     p = Pipeline(cfg, RATE_HZ, RATE_HZ)
-    starts = []
+    starts, confirmed = [], set()
     for i in range(0, len(mic) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
         for r in p.process(mic[i : i + FRAME_SAMPLES], ref[i : i + FRAME_SAMPLES]):
             starts += [a for a in r.actions if isinstance(a, Start)]
+            confirmed.update(a.turn for a in r.actions if isinstance(a, Confirm))
     n = len(mic) // FRAME_SAMPLES
     near = sc["near"][: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
     far = ref[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
@@ -89,7 +92,7 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
     # starts are placed on the input clock: the pipeline's frames lag by its delay
     lag = round(p.delay_samples / FRAME_SAMPLES)
     at = [s.at // FRAME_SAMPLES - lag for s in starts]
-    false = [k for k in at if not near_around[min(n - 1, max(0, k))]]
+    false = [(k, s.turn) for k, s in zip(at, starts, strict=True) if not near_around[min(n - 1, max(0, k))]]
     # barge-ins: the user starts talking (after a second of silence) while the device plays
     # (the device's reply counts as going on through the pauses between its words)
     replying = np.convolve(playing, np.ones(50), "full")[: len(playing)] > 0
@@ -102,6 +105,7 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
     playback_min = playing.sum() * FRAME_SAMPLES / RATE_HZ / 60
     return {
         "false_barge_ins": len(false),
+        "false_cancels": sum(turn in confirmed for _, turn in false),
         "playback_min": float(playback_min),
         "false_per_min": len(false) / playback_min if playback_min else 0.0,
         "barge_ins": len(onsets),
@@ -123,10 +127,12 @@ def gate_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     n_bi = sum(r["barge_ins"] for r in rows.values())
     n_caught = sum(r["barge_ins_caught"] for r in rows.values())
     n_false = sum(r["false_barge_ins"] for r in rows.values())
+    n_cancel = sum(r["false_cancels"] for r in rows.values())
     lats = [x for r in rows.values() for x in r["barge_in_latencies_ms"] if x is not None]
     return {
         "false_barge_ins": n_false,
         "false_barge_ins_per_min": n_false / total_min if total_min else 0.0,
+        "false_cancels_per_min": n_cancel / total_min if total_min else 0.0,
         "barge_ins": n_bi,
         "barge_ins_caught": n_caught,
         "barge_in_recall": n_caught / n_bi if n_bi else 0.0,
@@ -198,14 +204,15 @@ def run_sweep(bench: Any, out: Path) -> None:
     )
     print(
         "| differs from shipped | ERLE ss dB | reT10 ms | PESQ DT | m3 DT recall % | m3 trig/min "
-        f"| gate false/min | caught ≤ {CAUGHT_MS} ms | CPU med µs |"
+        f"| gate false/min | of which cancel | caught ≤ {CAUGHT_MS} ms | CPU med µs |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for pt in points:
         print(
             f"| {', '.join(pt['overrides']) or 'shipped'} | {pt['erle_ss_db']:.1f} | {pt['re_t10_ms']:.0f} "
             f"| {pt['pesq_dt']:.2f} | {100 * pt['vad3_dt_recall']:.1f} | {pt['vad3_trig_per_min']:.2f} "
-            f"| {pt['false_barge_ins_per_min']:.2f} | {pt['barge_ins_caught']}/{pt['barge_ins']} "
+            f"| {pt['false_barge_ins_per_min']:.2f} | {pt['false_cancels_per_min']:.2f} "
+            f"| {pt['barge_ins_caught']}/{pt['barge_ins']} "
             f"| {pt['cpu_us_median']:.0f} |"
         )
     out.write_text(json.dumps({"points": points}, indent=1))
@@ -237,19 +244,23 @@ def main(argv: list[str] | None = None) -> int:
         f"\nwords also spoken at {', '.join(f'{t:g}' for t in EXTRA_ONSETS_S)} s of playback\n"
     )
     caught_head = f"barge-ins caught ≤ {CAUGHT_MS} ms"
-    print(f"| scenario | false barge-ins | per min of playback | {caught_head} | latency ms |")
-    print("|---|---|---|---|---|")
+    print(
+        f"| scenario | false barge-ins (pauses) | per min of playback | of which cancel the reply "
+        f"| {caught_head} | latency ms |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, r in rows.items():
         lats = [x for x in r["barge_in_latencies_ms"] if x is not None]
         med = f"{np.median(lats):.0f}" if lats else "-"
         print(
-            f"| {name} | {r['false_barge_ins']} | {r['false_per_min']:.2f} | "
+            f"| {name} | {r['false_barge_ins']} | {r['false_per_min']:.2f} | {r['false_cancels']} | "
             f"{r['barge_ins_caught']}/{r['barge_ins']} | {med} |"
         )
     summary = gate_summary(rows)
     print(
         f"| all | {summary['false_barge_ins']} | {summary['false_barge_ins_per_min']:.2f} | "
-        f"{summary['barge_ins_caught']}/{summary['barge_ins']} | {summary['barge_in_latency_ms_median']} |"
+        f"{summary['false_cancels_per_min']:.2f}/min | {summary['barge_ins_caught']}/{summary['barge_ins']} "
+        f"| {summary['barge_in_latency_ms_median']} |"
     )
     anchors = json.loads(anchors_json.read_text())
     out.write_text(json.dumps({"anchors": anchors, "gate": rows, "gate_summary": summary}, indent=1))

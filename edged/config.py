@@ -120,7 +120,11 @@ class GateConfig:
         150, 0, 5000, "trailing non-speech still uploaded after the last speech: covers reverberation (ms)"
     )
     min_speech_ms: int = _num(
-        200, 0, 5000, "turns with less speech than this are discarded, not committed (ms)"
+        200,
+        0,
+        5000,
+        "turns with less speech than this are discarded, not committed; a barge-in pauses the reply "
+        "and cancels it only once its turn holds this much (ms)",
     )
     max_turn_ms: int = _num(
         30000, 1000, 60000, "a turn this long is committed even while speech goes on (ms)"

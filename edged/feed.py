@@ -1,8 +1,9 @@
 """The frame loop's actions carried to the Realtime session, in order.
 
 Shared by the live daemon and the closed-loop conversation so both hand the
-session exactly the same calls: a start (with its barge-in flag), each chunk
-of upload audio, the commit with the last chunk, or the discard.
+session exactly the same calls: a start (with its barge-in flag), the
+confirmation, each chunk of upload audio, the commit with the last chunk, or
+the discard.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .frames import RATE_HZ
-from .gate import Action, Commit, Discard, Start
+from .gate import Action, Commit, Confirm, Discard, Start
 from .pipeline import FrameResult
 from .realtime.session import RealtimeSession
 
@@ -24,6 +25,8 @@ def feed(session: RealtimeSession, res: FrameResult, on_action: OnAction | None 
     for a in res.actions:
         if isinstance(a, Start):
             session.turn_started(a.barge_in)
+        elif isinstance(a, Confirm):
+            session.turn_confirmed()
         elif isinstance(a, Commit):
             if last := next(uploads, ""):
                 session.turn_audio(last)

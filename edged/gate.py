@@ -4,6 +4,7 @@ Hysteresis state machine, sans-I/O, on the sample clock:
 
     idle ──(enough trigger frames in the start window)──► speech
     speech ──(non-speech frame)──► trailing silence (still "speech" phase)
+    speech ──(min_speech_ms of speech in all)──► confirm: the turn will not be discarded
     trailing ──(end_silence_ms of non-speech)──► commit, or discard if too little speech
     speech ──(max_turn_ms)──► forced commit (a new turn follows if speech goes on)
 
@@ -41,6 +42,16 @@ class Start:
 
 
 @dataclass(frozen=True, slots=True)
+class Confirm:
+    """The turn now holds `min_speech_ms` of speech: it can no longer be discarded. A
+    barge-in pauses the reply at its Start and cancels it only here, so a start on a
+    cough or on the device's own echo costs a pause, not the reply."""
+
+    turn: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
 class Append:
     turn: int
     start: int
@@ -70,7 +81,7 @@ class Discard:
     reason: str  # "too_short"
 
 
-Action = Start | Append | Commit | Discard
+Action = Start | Confirm | Append | Commit | Discard
 
 
 class Evidence(Protocol):
@@ -117,6 +128,7 @@ class _Turn:
     voiced_frames: int = 0
     uploaded_samples: int = 0
     continued: bool = False  # follows a forced commit: the tail of a long utterance, never "too short"
+    confirmed: bool = False  # a Confirm was emitted
 
 
 class TurnGate:
@@ -187,7 +199,7 @@ class TurnGate:
         self.phase = Phase.SPEECH
         out: list[Action] = [Start(t.number, t.speech_start, t.upload_start, start, playing)]
         out.append(self._append(np.concatenate([f for _, f in frames]), frames[0][0]))
-        return out
+        return out + self._confirm(start + FRAME_SAMPLES)
 
     def _onset(self) -> int:
         """First sample of the fast stage's activity run that reaches the present, within
@@ -224,6 +236,7 @@ class TurnGate:
             t.speech_end = end
             self._silence = 0
             self.phase = Phase.SPEECH
+            out += self._confirm(end)
         else:
             self._silence += 1
             self.phase = Phase.TRAILING
@@ -242,7 +255,17 @@ class TurnGate:
                 self._turn = nt
                 self.phase = Phase.SPEECH
                 out.append(Start(nt.number, end, end, end, playing))
+                out += self._confirm(end)
         return out
+
+    def _confirm(self, at: int) -> list[Action]:
+        """Confirm the turn once, when it can no longer end as too short."""
+        t = self._turn
+        assert t is not None
+        if t.confirmed or not (t.continued or t.voiced_frames >= self._min_voiced):
+            return []
+        t.confirmed = True
+        return [Confirm(t.number, at)]
 
     def _append(self, audio: np.ndarray, start: int) -> Append:
         t = self._turn

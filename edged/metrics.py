@@ -43,6 +43,11 @@ FAMILIES = (
     Metric("edged_turns_total", "counter", "user turns the gate committed (sent, queued or over budget)"),
     Metric("edged_false_starts_total", "counter", "starts discarded as too short to be speech"),
     Metric("edged_barge_ins_total", "counter", "turns that began while the device was speaking"),
+    Metric(
+        "edged_replies_resumed_total",
+        "counter",
+        "barge-ins that proved too short to be speech: the paused reply played on",
+    ),
     Metric("edged_reconnects_total", "counter", "Realtime connections re-established after a loss"),
     Metric("edged_audio_reopens_total", "counter", "audio streams reopened after the device was lost"),
     Metric("edged_uploaded_seconds_total", "counter", "seconds of audio appended (billed input)"),

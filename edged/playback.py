@@ -5,7 +5,10 @@ end of an item) before it starts, so a slow network makes one gap at the start
 rather than many; it remembers how many samples of each assistant item were
 actually pulled for the speaker, because `conversation.item.truncate` must say
 exactly what the user heard; and `flush()` makes the next pull silent, which is
-how barge-in stops the speaker within one frame.
+how barge-in stops the speaker within one frame. A barge-in first only
+`pause()`s: the next pull is silent too, but the reply stays queued from the
+first sample the user did not hear, so `resume()` after a false alarm (a
+cough, the device's own echo) goes on without a word lost.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .upload import API_RATE_HZ
 RATE_HZ = API_RATE_HZ  # what the service sends
 # items whose played length is remembered; older ones cannot be truncated any more anyway
 ITEMS_REMEMBERED = 16
+# pulled audio kept to be put back on a pause: above the longest lead of live output (500 ms)
+REWIND_MAX = RATE_HZ
 
 
 class Playback:
@@ -30,6 +35,9 @@ class Playback:
         self._queued = 0
         self._head = 0  # samples of the first queued chunk already played
         self._started = False
+        self.paused = False
+        self._recent: deque[tuple[str, np.ndarray]] = deque()  # pulled pieces, newest last
+        self._recent_samples = 0
         self._ended: deque[str] = deque(maxlen=ITEMS_REMEMBERED)
         self._played: OrderedDict[str, int] = OrderedDict()
         self._received: OrderedDict[str, int] = OrderedDict()
@@ -37,7 +45,7 @@ class Playback:
         self.dropped_samples = 0  # audio refused because the buffer was full
         self.underruns = 0  # the speaker ran dry in the middle of an item
         # live audio pulls ahead of the speaker: what was pulled but not yet heard (samples at
-        # this rate), and who else must drop queued audio on a barge-in
+        # this rate), and who else must drop queued audio on a barge-in (pause or flush)
         self.downstream_samples: Callable[[], int] = lambda: 0
         self.on_flush: list[Callable[[], None]] = []
 
@@ -80,6 +88,8 @@ class Playback:
     def pull(self, n: int) -> np.ndarray:
         """The next `n` samples for the speaker (float32, silence when there is nothing to play)."""
         out = np.zeros(n, dtype=np.float32)
+        if self.paused:
+            return out
         waiting = self._queued - self._head
         if not self._started:
             last = self._queue[-1][0] if self._queue else ""
@@ -92,6 +102,7 @@ class Playback:
             item, chunk = self._queue[0]
             take = min(n - k, len(chunk) - self._head)
             out[k : k + take] = chunk[self._head : self._head + take] / 32768.0
+            self._remember(item, chunk[self._head : self._head + take])
             k += take
             self._head += take
             self._count(self._played, item, take)
@@ -116,8 +127,42 @@ class Playback:
         self._queued = 0
         self._head = 0
         self._started = False
+        self.paused = False
+        self._recent.clear()
+        self._recent_samples = 0
         for listener in self.on_flush:
             listener()
+
+    def pause(self) -> None:
+        """A possible barge-in: silent from the next pull, and what was pulled but never heard
+        goes back to the front of the queue, so `played_ms` and a resume are both exact."""
+        if self.paused:
+            return
+        unheard = min(self.downstream_samples(), self._recent_samples)
+        for listener in self.on_flush:
+            listener()
+        self.paused = True
+        if self._head:  # the first chunk, partly played: keep only its rest
+            item, chunk = self._queue[0]
+            self._queue[0] = (item, chunk[self._head :])
+            self._queued -= self._head
+            self._head = 0
+        while unheard > 0:
+            item, piece = self._recent.pop()
+            back = piece[len(piece) - min(unheard, len(piece)) :]
+            if len(back) < len(piece):
+                self._recent.append((item, piece[: len(piece) - len(back)]))
+            self._recent_samples -= len(back)
+            self._queue.appendleft((item, back))
+            self._queued += len(back)
+            self._played[item] = max(0, self._played.get(item, 0) - len(back))
+            unheard -= len(back)
+        if self._recent:
+            self.current_item = self._recent[-1][0]
+
+    def resume(self) -> None:
+        """The interruption was not the user: the reply goes on from where it paused."""
+        self.paused = False
 
     def played_ms(self, item_id: str) -> int:
         """What the user heard of the item: pulled, less what still waits downstream."""
@@ -128,6 +173,12 @@ class Playback:
 
     def received_ms(self, item_id: str) -> int:
         return self._received.get(item_id, 0) * 1000 // RATE_HZ
+
+    def _remember(self, item: str, piece: np.ndarray) -> None:
+        self._recent.append((item, piece))
+        self._recent_samples += len(piece)
+        while self._recent_samples - len(self._recent[0][1]) >= REWIND_MAX:
+            self._recent_samples -= len(self._recent.popleft()[1])
 
     @staticmethod
     def _count(table: OrderedDict[str, int], item: str, n: int) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from edged.config import GateConfig
 from edged.frames import FRAME_SAMPLES as N
-from edged.gate import Append, Commit, Discard, Start, TurnGate, Verdict
+from edged.gate import Append, Commit, Confirm, Discard, Start, TurnGate, Verdict
 
 CFG = GateConfig(
     pre_roll_ms=300,
@@ -87,6 +87,16 @@ def test_burst_under_min_speech_is_discarded_and_counted() -> None:
     (_, d) = of(actions, Discard)[0]
     assert d.reason == "too_short" and gate.discards == 1
     assert (d.speech_start, d.speech_end) == (50 * N, 62 * N)
+    assert not of(actions, Confirm)  # a paused reply would resume
+
+
+def test_a_turn_is_confirmed_once_when_it_holds_min_speech_ms() -> None:
+    # 20 voiced frames are 200 ms: the 20th (index 69) confirms, before the commit
+    _, actions = run(seq((False, 50), (True, 40), (False, 100), (True, 40), (False, 100)))
+    confirms = of(actions, Confirm)
+    assert [(i, a.turn, a.at) for i, a in confirms] == [(69, 1, 70 * N), (209, 2, 210 * N)]
+    order = [type(a) for _, a in actions if not isinstance(a, Append)]
+    assert order == [Start, Confirm, Commit] * 2
 
 
 def test_pause_shorter_than_end_silence_stays_in_one_turn_and_is_shortened() -> None:

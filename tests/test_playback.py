@@ -78,3 +78,40 @@ def test_an_item_that_ran_dry_mid_reply_is_still_the_one_a_barge_in_cuts() -> No
     assert pb.interrupted_item == "b"
     pb.flush()  # cut once: a later turn does not cut it again
     assert pb.interrupted_item == ""
+
+
+def test_pause_is_silent_at_once_and_resume_loses_nothing_not_even_what_was_pulled_ahead() -> None:
+    """Live output pulls ahead of the speaker: on a pause, what was pulled but not heard is
+    dropped downstream and goes back into the queue, so the user hears every sample once."""
+    pb = Playback(prebuffer_ms=0)
+    ramp = np.arange(RATE_HZ // 2, dtype="<i2")  # 500 ms, every sample distinct
+    pb.push("a", ramp.tobytes())
+    downstream = [0]
+    dropped = []
+    pb.downstream_samples = lambda: downstream[0]
+
+    def drop() -> None:  # what the output device does on a barge-in
+        dropped.append(downstream[0])
+        downstream[0] = 0
+
+    pb.on_flush.append(drop)
+    got = [pb.pull(FRAME) for _ in range(10)]  # 100 ms pulled ...
+    downstream[0] = 3 * FRAME  # ... of which the last 30 ms still wait in the device
+    pb.pause()
+    assert dropped == [3 * FRAME] and pb.played_ms("a") == 70
+    assert not pb.pull(FRAME).any() and pb.played_ms("a") == 70  # silent, nothing counted
+    pb.resume()
+    heard = np.concatenate(got)[: 7 * FRAME]
+    rest = np.concatenate([pb.pull(FRAME) for _ in range(43)])
+    assert np.array_equal(np.concatenate([heard, rest]) * 32768, ramp.astype(np.float32))
+    assert pb.played_ms("a") == 500
+
+
+def test_a_confirmed_barge_in_flushes_a_paused_reply() -> None:
+    pb = Playback(prebuffer_ms=0)
+    pb.push("a", pcm(500))
+    pb.pull(FRAME)
+    pb.pause()
+    pb.flush()
+    assert not pb.paused and not pb.active and not pb.pull(FRAME).any()
+    assert pb.played_ms("a") == 10 and pb.interrupted_item == ""

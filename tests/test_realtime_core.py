@@ -285,19 +285,24 @@ def test_turn_spoken_while_down_waits_for_the_backoff_then_is_sent() -> None:
     assert kinds(core.connected(2000)).count("input_audio_buffer.append") == 1
 
 
-def test_barge_in_stops_the_speaker_first_then_cancels_and_truncates_at_what_was_heard() -> None:
+def test_barge_in_pauses_the_speaker_and_once_confirmed_cancels_and_truncates_at_what_was_heard() -> None:
     core = new_core()
     speak(core, 0)
     core.connected(0)
     core.server_message(10, response_created())
     core.server_message(20, audio_delta(item="item_a"))
     out = core.turn_started(900, True, "item_a", 640)
+    assert [type(x) for x in out] == [c.PausePlayback]  # silent at once, nothing cancelled yet
+    # the reply keeps arriving while paused: queued, not dropped, in case the turn is not the user
+    assert [type(x) for x in core.server_message(902, audio_delta(item="item_a"))] == [c.Play]
+    out = core.turn_confirmed(904)
     assert isinstance(out[0], c.StopPlayback)
     ev = sends(out)
     assert [e["type"] for e in ev] == ["response.cancel", "conversation.item.truncate"]
     assert ev[1]["item_id"] == "item_a" and ev[1]["audio_end_ms"] == 640
     for e in ev:
         validate_client_event(e)
+    assert core.turn_confirmed(906) == []  # once only
     # audio of the interrupted reply still in flight never restarts the speaker
     assert core.server_message(905, audio_delta(item="item_a")) == []
     # the new turn is held until the cancelled response is done, then goes out whole
@@ -309,6 +314,24 @@ def test_barge_in_stops_the_speaker_first_then_cancels_and_truncates_at_what_was
     out = core.server_message(950, response_done(status="cancelled"))
     assert [x.barge_in for x in out if isinstance(x, c.TurnDone)] == [False]
     assert kinds(out) == ["input_audio_buffer.append", "input_audio_buffer.commit", "response.create"]
+
+
+def test_a_barge_in_too_short_to_be_speech_resumes_the_reply_and_cancels_nothing() -> None:
+    core = new_core()
+    speak(core, 0)
+    core.connected(0)
+    core.server_message(10, response_created())
+    core.server_message(20, audio_delta(item="item_a"))
+    assert [type(x) for x in core.turn_started(900, True, "item_a", 640)] == [c.PausePlayback]
+    out = core.turn_audio(910, b64_ms(100))  # the barge-in's own audio waits behind the reply
+    out += core.turn_discarded(1300)
+    assert [type(x) for x in out] == [c.ResumePlayback, c.Log] and sends(out) == []
+    assert core.resumed_replies == 1
+    # the reply was not silenced: the rest of it plays, and its turn completes as usual
+    assert [type(x) for x in core.server_message(1310, audio_delta(item="item_a"))] == [c.Play]
+    out = core.server_message(1400, response_done())
+    assert [x.status for x in out if isinstance(x, c.TurnDone)] == ["completed"]
+    assert core.turn_confirmed(1500) == []  # nothing left to cancel
 
 
 def test_a_long_turn_resent_at_once_fits_in_few_events_with_every_byte() -> None:

@@ -177,6 +177,27 @@ async def test_barge_in_silences_at_once_then_cancels_and_truncates_at_what_was_
         await s.stop()
 
 
+async def test_a_false_barge_in_pauses_the_reply_and_it_plays_on_with_nothing_cancelled() -> None:
+    async with LocalRealtimeServer(pace=1.0, chunk_ms=50) as server:
+        s = make_session(server)
+        s.start()
+        speak_turn(s, [speech_b64(300, 1)])
+        await until(lambda: s.playback.queued_ms >= 200)
+        before = np.concatenate([s.playback.pull(240) for _ in range(5)])
+        s.turn_started(True)  # a cough over the reply
+        s.turn_audio(speech_b64(100, 3))
+        assert not s.playback.pull(240).any()  # silent within the same frame
+        s.turn_discarded()  # too short to be the user
+        after = s.playback.pull(240)
+        assert after.any() and before.any()
+        await until(lambda: len(s.turns_done) == 1)
+        assert s.turns_done[0].status == "completed" and not s.turns_done[0].barge_in
+        rec = server.records[0]
+        assert not rec.received("response.cancel") and not rec.truncations
+        assert len(rec.commits) == 1 and s.core.resumed_replies == 1
+        await s.stop()
+
+
 async def test_function_call_round_trip_with_the_built_in_clock() -> None:
     script = [{"call": "current_time", "arguments": {}}]
     async with LocalRealtimeServer(pace=0, script=script) as server:

@@ -10,8 +10,10 @@ path is tested exactly, and the shell stays a few lines of asyncio.
 What it guarantees:
 - a user turn is never lost: its audio is kept until the service answered it,
   and re-sent in full on a new connection if the old one died first;
-- barge-in stops the speaker first, then cancels the response and truncates
-  the assistant's item at what was actually played;
+- barge-in pauses the speaker at once; once the turn holds enough speech to
+  be the user's, the reply is cancelled and the assistant's item truncated at
+  what was actually played, and if the turn is discarded instead (a cough,
+  the device's own echo) the reply resumes where it paused;
 - a new session (after `session_expired`, the 60-minute limit or an idle
   disconnect) is seeded with the recent conversation as text items;
 - reconnects back off exponentially with jitter; a rejected key waits long.
@@ -84,6 +86,16 @@ class StopPlayback:
 
 
 @dataclass(frozen=True)
+class PausePlayback:
+    pass
+
+
+@dataclass(frozen=True)
+class ResumePlayback:
+    pass
+
+
+@dataclass(frozen=True)
 class RunTool:
     call_id: str
     name: str
@@ -109,7 +121,19 @@ class TurnDone:
     barge_in: bool
 
 
-Command = Connect | Disconnect | Send | Play | EndItem | StopPlayback | RunTool | Log | TurnDone
+Command = (
+    Connect
+    | Disconnect
+    | Send
+    | Play
+    | EndItem
+    | StopPlayback
+    | PausePlayback
+    | ResumePlayback
+    | RunTool
+    | Log
+    | TurnDone
+)
 
 
 class Link(Enum):
@@ -169,6 +193,9 @@ class SessionCore:
         self._turns = 0
         self._response: str = ""  # the active response id
         self._silenced: str = ""  # the response the user interrupted: its late audio is dropped
+        # a barge-in not yet confirmed: the paused reply's item and what of it was played
+        self._interruption: tuple[str, int] | None = None
+        self.resumed_replies = 0  # barge-ins that proved too short to be the user
         self._response_pending = False  # response.create sent, not yet created
         self._calls_pending: set[str] = set()
         self._outputs_ready: list[dict[str, Any]] = []
@@ -182,18 +209,12 @@ class SessionCore:
 
     # -- the user's turns (from the turn gate) ----------------------------------------------------
     def turn_started(self, now_ms: float, barge_in: bool, playing_item: str, played_ms: int) -> list[Command]:
-        """A turn opened. On barge-in the speaker stops first, then the reply is cancelled and
-        the assistant's item truncated at what the user actually heard."""
+        """A turn opened. On barge-in the speaker pauses at once; the reply is cancelled only
+        when the turn is confirmed (see `turn_confirmed`)."""
         out: list[Command] = []
         if barge_in or playing_item:
-            out.append(StopPlayback())
-            # the rest of this reply, still arriving, must not restart the speaker
-            self._silenced = self._response or self._silenced
-            if self.link is Link.UP:
-                if self._response:
-                    out.append(Send(self.ev.response_cancel()))
-                if playing_item:
-                    out.append(Send(self.ev.truncate(playing_item, played_ms)))
+            out.append(PausePlayback())
+            self._interruption = (playing_item, played_ms)
         self._turns += 1
         if self.budget_exhausted:
             self.dropped_turns += 1
@@ -236,29 +257,53 @@ class SessionCore:
             return [Send(self.ev.append(audio_b64))]
         return []
 
+    def turn_confirmed(self, now_ms: float) -> list[Command]:
+        """The turn holds enough speech to be the user's: an interrupted reply is stopped for
+        good, cancelled, and its item truncated at what the user actually heard."""
+        if self._interruption is None:
+            return []
+        item, played_ms = self._interruption
+        self._interruption = None
+        out: list[Command] = [StopPlayback()]
+        # the rest of this reply, still arriving, must not restart the speaker
+        self._silenced = self._response or self._silenced
+        if self.link is Link.UP:
+            if self._response:
+                out.append(Send(self.ev.response_cancel()))
+            if item:
+                out.append(Send(self.ev.truncate(item, played_ms)))
+        return out
+
     def turn_committed(self, now_ms: float, end_to_commit_ms: float | None = None) -> list[Command]:
+        out = self.turn_confirmed(now_ms)  # a gate always confirms first; this keeps it so
         t = self._speaking()
         if t is None:
-            return []
+            return out
         t.committed = True
         t.end_to_commit_ms = end_to_commit_ms
         self._last_activity_ms = now_ms
         if self.link is Link.UP and t is self._turn:
-            return self._commit(now_ms, t)
-        return []
+            return out + self._commit(now_ms, t)
+        return out
 
     def turn_discarded(self, now_ms: float) -> list[Command]:
-        """Too short to be speech: whatever was appended is cleared, nothing is billed further."""
+        """Too short to be speech: whatever was appended is cleared, nothing is billed further,
+        and a reply it paused plays on."""
+        out: list[Command] = []
+        if self._interruption is not None:
+            self._interruption = None
+            self.resumed_replies += 1
+            out += [ResumePlayback(), Log("info", "reply resumed: the interruption was too short for speech")]
         t = self._speaking()
         if t is None:
-            return []
+            return out
         if t is self._turn:
             self._turn = None
             if self.link is Link.UP and t.chunks:
-                return [Send(self.ev.clear())]
+                out.append(Send(self.ev.clear()))
         else:
             self._queue.remove(t)
-        return []
+        return out
 
     def announce(self, now_ms: float, instructions: str) -> list[Command]:
         """Something to say unprompted (a timer fired): a response with these instructions."""

@@ -248,6 +248,9 @@ class RealtimeSession:
         item = pb.interrupted_item
         self._apply(self.core.turn_started(self._clock(), barge_in, item, pb.played_ms(item) if item else 0))
 
+    def turn_confirmed(self) -> None:
+        self._apply(self.core.turn_confirmed(self._clock()))
+
     def turn_audio(self, audio_b64: str) -> None:
         self._apply(self.core.turn_audio(self._clock(), audio_b64))
 
@@ -315,6 +318,10 @@ class RealtimeSession:
                     self.playback.end_item(item)
                 case c.StopPlayback():
                     self.playback.flush()
+                case c.PausePlayback():
+                    self.playback.pause()
+                case c.ResumePlayback():
+                    self.playback.resume()
                 case c.Log(level, message):
                     log.log(logging.getLevelName(level.upper()), "%s", message)
                 case c.TurnDone():
