@@ -31,6 +31,8 @@ longer than the filter's span the filter is skipped entirely.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import fastfft
@@ -53,27 +55,22 @@ COHERENCE_SMOOTHING = np.float32(0.3)
 class DelayTracker:
     """Lag (in frames) at which the reference best explains the microphone."""
 
-    BANDS = 24
+    BANDS = 24  # each frame's bands packed as the bits of one uint32
 
     def __init__(self, max_frames: int, n_bins: int) -> None:
         self.max_frames = max_frames
         self._edges = np.linspace(8, n_bins - 1, self.BANDS + 1).astype(int)[:-1]  # 400 Hz up
-        self._hist = np.zeros((2 * (max_frames + 1), self.BANDS), dtype=bool)  # mirrored ring
+        self._bits = (1 << np.arange(self.BANDS)).astype(np.uint32)
+        self._hist = np.zeros(2 * (max_frames + 1), dtype=np.uint32)  # mirrored ring of reference bands
         self._head = 0
-        self._mic_med = np.full(self.BANDS, 1e-6)
-        self._ref_med = np.full(self.BANDS, 1e-6)
+        self._med = np.full((2, self.BANDS), 1e-6)  # running band medians: microphone, reference
         self._cost = np.full(max_frames + 1, 0.5)
         self._active = 0
         self._candidate = 0
         self._pending = 0
         self.lag = 0
 
-    def _binary(self, power: np.ndarray, median: np.ndarray) -> np.ndarray:
-        above = np.add.reduceat(power, self._edges) > median
-        median *= np.where(above, MEDIAN_STEP, 1 / MEDIAN_STEP)  # running median of each band
-        return above
-
-    def _push(self, b: np.ndarray | bool) -> None:
+    def _push(self, b: int | np.uint32) -> None:
         size = self.max_frames + 1
         self._head = (self._head - 1) % size
         self._hist[self._head] = b
@@ -81,18 +78,21 @@ class DelayTracker:
 
     def push_silence(self) -> None:
         """A frame with the speaker silent: keeps the history aligned with the sample clock."""
-        self._push(False)
+        self._push(0)
 
-    def update(self, mic_power: np.ndarray, ref_power: np.ndarray, ref_active: bool) -> int:
-        mic_b = self._binary(mic_power, self._mic_med)
+    def update(self, power: np.ndarray, ref_active: bool) -> int:
+        """`power`: this frame's power spectra of microphone and reference, one row each."""
+        above = np.add.reduceat(power, self._edges, axis=1) > self._med
+        self._med *= np.where(above, MEDIAN_STEP, 1 / MEDIAN_STEP)  # each band's running median
+        mic_b, ref_b = above @ self._bits
         size = self.max_frames + 1
-        self._push(self._binary(ref_power, self._ref_med))
+        self._push(ref_b)
         if not ref_active:
             return self.lag
         self._active += 1
         if self._active % 2:  # the lag moves slowly: every other frame is enough
             return self.lag
-        differ = np.count_nonzero(self._hist[self._head : self._head + size] != mic_b, axis=1)
+        differ = np.bitwise_count(self._hist[self._head : self._head + size] ^ mic_b)
         self._cost += 0.06 * (differ * (1 / self.BANDS) - self._cost)
         # reverberation smears the match towards later lags: take the earliest near-best one
         best = int(np.argmax(self._cost <= self._cost.min() + 0.01))
@@ -128,8 +128,10 @@ class EchoCanceller:
         self._x_head = 0
         self._W = np.zeros((2, p, k), dtype=c64)  # [background, foreground]
         self._pow = np.zeros(k, dtype=np.float64)  # reference power per bin over the p partitions
-        self._x_prev = np.zeros(n, dtype=f32)
-        self._zeros = np.zeros(n, dtype=f32)
+        self._xpow = np.zeros((p, k), dtype=f32)  # power of each block in the filter's span
+        self._xbuf = np.zeros(2 * n, dtype=f32)  # the last two reference frames
+        self._ebuf = np.zeros(2 * n, dtype=f32)  # zeros, then the error frame
+        self._grad = np.zeros((p, k), dtype=c64)
         self._err = np.zeros(2)  # smoothed error energy of background, foreground
         self._mic_energy = 0.0
         self._constrain = 0
@@ -139,11 +141,11 @@ class EchoCanceller:
         self._ola = np.zeros(n, dtype=f32)
         self._win_tail = self._win[n:] ** 2  # synthesis-window share of the next frame
         self._last_in = np.zeros(n, dtype=f32)
-        self._spec_prev: np.ndarray | None = None
+        self._power_prev: np.ndarray | None = None  # power spectra of the last frame's rows
         self._echo_psd = np.zeros(k, dtype=f32)  # expected residual echo per bin
-        self._syy = np.zeros(k, dtype=f32)
-        self._see = np.zeros(k, dtype=f32)
+        self._s_ee_yy = np.zeros((2, k), dtype=f32)  # smoothed power of output and echo estimate
         self._coh_bias = np.float32(COHERENCE_SMOOTHING / (2 - COHERENCE_SMOOTHING))
+        self._coh_unbias = np.float32(1.0 / (1.0 - self._coh_bias))
         self._sey = np.zeros(k, dtype=np.complex64)
         self._gain = np.ones(k, dtype=f32)
         self._gmin = np.float32(10 ** (-cfg.suppression_db / 20))
@@ -200,7 +202,7 @@ class EchoCanceller:
         buf[2, self.n :] = d
         buf[3, self.n :] = r
         self._ola = self._win_tail * d
-        self._spec_prev = None
+        self._power_prev = None
         self._gain[:] = 1.0
         self._echo_psd[:] = 0.0
         self._gate_psd[:] = 0.0
@@ -219,11 +221,9 @@ class EchoCanceller:
         h = self._push_ref(r)
         if self._tracker is None:
             return r
-        if self._spec_prev is None:  # first frame after idling: keep the delay found before
+        if self._power_prev is None:  # first frame after idling: keep the delay found before
             return self._refs[h + min(self.delay_frames, size - 1)]
-        mic_p = np.abs(self._spec_prev[2]) ** 2
-        ref_p = np.abs(self._spec_prev[3]) ** 2
-        lag = self._tracker.update(mic_p, ref_p, ref_active)
+        lag = self._tracker.update(self._power_prev[2:], ref_active)
         shift = max(0, lag - 1)  # one frame of margin: the filter covers the last ms of the path
         if shift != self.delay_frames:
             self._shift_filters(shift - self.delay_frames)
@@ -240,16 +240,20 @@ class EchoCanceller:
                 shifted[-frames:] = w[:frames]
             w[:] = shifted
         self._X[:] = 0
+        self._xpow[:] = 0
         self._pow[:] = 0
 
     # -- linear filter ------------------------------------------------------------------------------
     def _cancel(self, d: np.ndarray, x: np.ndarray, ref_active: bool) -> tuple[np.ndarray, np.ndarray]:
         n, p = self.n, self.parts
-        xcur = fastfft.rfft(np.concatenate((self._x_prev, x)))
-        self._x_prev = x
+        xb = self._xbuf
+        xb[:n] = xb[n:]
+        xb[n:] = x
+        xcur = fastfft.rfft(xb)
         self._x_head = h = (self._x_head - 1) % p
-        old = self._X[h]  # the block falling off the end of the filter
-        self._pow += (xcur.real**2 + xcur.imag**2) - (old.real**2 + old.imag**2)
+        xp = xcur.real**2 + xcur.imag**2
+        self._pow += xp - self._xpow[h]  # less the block falling off the end of the filter
+        self._xpow[h] = xp
         self._X[h] = xcur
         self._X[h + p] = xcur
         X = self._X[h : h + p]
@@ -277,12 +281,18 @@ class EchoCanceller:
 
     def _adapt(self, X: np.ndarray, eb: np.ndarray) -> None:
         n, p = self.n, self.parts
-        E = fastfft.rfft(np.concatenate((self._zeros, eb)))
+        self._ebuf[n:] = eb
+        E = fastfft.rfft(self._ebuf)
         pw = np.maximum(self._pow, 0.0)
         mu = (self.cfg.step / (pw + (REG_FRACTION / self.k) * float(pw.sum()) + 1e-9)).astype(np.float32)
-        self._W[0] += (mu * E) * np.conj(X)
+        grad = np.conjugate(X, out=self._grad)
+        grad *= mu * E
+        self._W[0] += grad
         if self._constrain % 2 == 0:  # keep each partition a causal N-tap response, two at a time
-            rows = [(self._constrain // 2 * 2 + i) % p for i in (0, 1)]
+            c = self._constrain
+            # a slice where it can be (fancy indexing costs more); with an odd count, the last
+            # partition pairs with the first
+            rows: slice | list[int] = slice(c, c + 2) if c + 2 <= p else [c % p, (c + 1) % p]
             w = fastfft.irfft(self._W[0, rows], 2 * n)
             w[:, n:] = 0
             self._W[0, rows] = fastfft.rfft(w)
@@ -298,18 +308,19 @@ class EchoCanceller:
         buf[2, n:] = d
         buf[3, n:] = r
         spec = fastfft.rfft(buf * self._win)
-        self._spec_prev = spec
+        power = self._power_prev = spec.real**2 + spec.imag**2  # also the delay tracker's input
         E, Y = spec[0], spec[1]
-        pe = E.real**2 + E.imag**2
+        pe = power[0]
         # residual echo = the part of the output coherent with the filter's echo estimate:
         # the user's voice is not, so double talk does not inflate it
         a = COHERENCE_SMOOTHING
-        self._syy += a * ((Y.real**2 + Y.imag**2) - self._syy)
-        self._see += a * (pe - self._see)
+        s_ee_yy = self._s_ee_yy
+        s_ee_yy += a * (power[:2] - s_ee_yy)
+        see = s_ee_yy[0]
         self._sey += a * (E * np.conj(Y) - self._sey)
-        coh = (self._sey.real**2 + self._sey.imag**2) / (self._syy * self._see + EPS)
+        coh = (self._sey.real**2 + self._sey.imag**2) / (see * s_ee_yy[1] + EPS)
         # a coherence averaged over few frames reads about 1/N even for unrelated signals
-        coherent = np.maximum(coh - self._coh_bias, 0.0) * (self._see / (1.0 - self._coh_bias))
+        coherent = np.maximum(coh - self._coh_bias, 0.0) * (see * self._coh_unbias)
         # ... with a reverberant tail: rises with the estimate, decays like the room
         resid = self._echo_psd = np.maximum(coherent, self._echo_psd * self._decay)
         g = np.maximum(1.0 - self.cfg.oversubtraction * resid / (pe + EPS), self._gmin)
@@ -323,7 +334,7 @@ class EchoCanceller:
         # does not cover: a pause in the device's speech is not a user's word
         gate = self._gate_psd = np.maximum(coherent, self._gate_psd * self._gate_decay)
         if self.converged:
-            self.near_ratio_db = float(10 * np.log10((pe[sb].sum() + EPS) / (gate[sb].sum() + EPS)))
+            self.near_ratio_db = 10 * math.log10((float(pe[sb].sum()) + EPS) / (float(gate[sb].sum()) + EPS))
         else:
             self.near_ratio_db = -NO_ECHO_RATIO_DB
         return frame
