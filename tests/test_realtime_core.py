@@ -285,12 +285,18 @@ def test_turn_spoken_while_down_waits_for_the_backoff_then_is_sent() -> None:
     assert kinds(core.connected(2000)).count("input_audio_buffer.append") == 1
 
 
-def test_barge_in_pauses_the_speaker_and_once_confirmed_cancels_and_truncates_at_what_was_heard() -> None:
+def replying_core() -> c.SessionCore:
+    """A core whose first turn's reply (item_a) is playing."""
     core = new_core()
     speak(core, 0)
     core.connected(0)
     core.server_message(10, response_created())
     core.server_message(20, audio_delta(item="item_a"))
+    return core
+
+
+def test_barge_in_pauses_the_speaker_and_once_confirmed_cancels_and_truncates_at_what_was_heard() -> None:
+    core = replying_core()
     out = core.turn_started(900, True, "item_a", 640)
     assert [type(x) for x in out] == [c.PausePlayback]  # silent at once, nothing cancelled yet
     # the reply keeps arriving while paused: queued, not dropped, in case the turn is not the user
@@ -317,11 +323,7 @@ def test_barge_in_pauses_the_speaker_and_once_confirmed_cancels_and_truncates_at
 
 
 def test_a_barge_in_too_short_to_be_speech_resumes_the_reply_and_cancels_nothing() -> None:
-    core = new_core()
-    speak(core, 0)
-    core.connected(0)
-    core.server_message(10, response_created())
-    core.server_message(20, audio_delta(item="item_a"))
+    core = replying_core()
     assert [type(x) for x in core.turn_started(900, True, "item_a", 640)] == [c.PausePlayback]
     out = core.turn_audio(910, b64_ms(100))  # the barge-in's own audio waits behind the reply
     out += core.turn_discarded(1300)

@@ -157,12 +157,18 @@ async def test_a_rejected_key_is_reported_and_not_retried_in_a_loop(caplog: pyte
         await s.stop()
 
 
+async def replying(server: LocalRealtimeServer) -> RealtimeSession:
+    """A session whose first reply has 200 ms waiting in the playback buffer."""
+    s = make_session(server)
+    s.start()
+    speak_turn(s, [speech_b64(300, 1)])
+    await until(lambda: s.playback.queued_ms >= 200)
+    return s
+
+
 async def test_barge_in_silences_at_once_then_cancels_and_truncates_at_what_was_played() -> None:
     async with LocalRealtimeServer(pace=1.0, chunk_ms=50) as server:
-        s = make_session(server)
-        s.start()
-        speak_turn(s, [speech_b64(300, 1)])
-        await until(lambda: s.playback.queued_ms >= 200)
+        s = await replying(server)
         item = s.playback._queue[0][0]
         for _ in range(15):  # the speaker plays 150 ms of the 200 ms already here
             s.playback.pull(240)
@@ -179,10 +185,7 @@ async def test_barge_in_silences_at_once_then_cancels_and_truncates_at_what_was_
 
 async def test_a_false_barge_in_pauses_the_reply_and_it_plays_on_with_nothing_cancelled() -> None:
     async with LocalRealtimeServer(pace=1.0, chunk_ms=50) as server:
-        s = make_session(server)
-        s.start()
-        speak_turn(s, [speech_b64(300, 1)])
-        await until(lambda: s.playback.queued_ms >= 200)
+        s = await replying(server)
         before = np.concatenate([s.playback.pull(240) for _ in range(5)])
         s.turn_started(True)  # a cough over the reply
         s.turn_audio(speech_b64(100, 3))
