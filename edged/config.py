@@ -105,7 +105,7 @@ class GateConfig:
     """Turn boundaries: when a turn starts, what is uploaded, when it is committed."""
 
     pre_roll_ms: int = _num(
-        300, 0, 2000, "audio uploaded from before the detected onset, so soft onsets are not clipped (ms)"
+        500, 0, 2000, "audio uploaded from before the detected onset, so soft onsets are not clipped (ms)"
     )
     onset_lookback_ms: int = _num(
         1000, 0, 3000, "how far back from a turn's start the onset of its speech is searched (ms)"
@@ -117,7 +117,7 @@ class GateConfig:
     )
     end_silence_ms: int = _num(400, 100, 5000, "trailing non-speech that ends a turn (ms)")
     post_roll_ms: int = _num(
-        150, 0, 5000, "trailing non-speech still uploaded after the last speech: covers reverberation (ms)"
+        200, 0, 5000, "trailing non-speech still uploaded after the last speech: covers reverberation (ms)"
     )
     min_speech_ms: int = _num(
         200,

@@ -12,10 +12,13 @@ Money and the user pull in opposite directions here: every appended byte is
 billed, but a clipped first syllable or a turn cut in a pause loses the user.
 The second stage that triggers a turn reacts late, so at the start the gate
 looks back through its ring for where the fast stage first heard activity
-(bridging short gaps) and uploads from there, plus `pre_roll_ms`: the onset is
-always uploaded without a large fixed pre-roll. It uploads only
+(bridging short gaps) and uploads from there, plus `pre_roll_ms`. The fast
+stage misses what barely stands over the room's floor (a breath or a soft
+first sound before the words, up to ~450 ms early on the development corpus),
+so the pre-roll covers that, not the second stage's delay. It uploads only
 `post_roll_ms` of a pause until speech resumes (a pause that ends the turn is
-never sent), and shortens long pauses inside a turn.
+never sent, so the next turn's pre-roll may reach into it), and shortens long
+pauses inside a turn.
 """
 
 from __future__ import annotations
@@ -278,8 +281,10 @@ class TurnGate:
         t = self._turn
         assert t is not None
         self._turn = None
-        self._held.clear()
         self._ring.clear()
+        # the pause that ended the turn was never sent: the next turn's pre-roll may reach into it
+        self._ring.extend((s, f, False) for s, f in self._held)
+        self._held.clear()
         self._window.clear()
         self._silence = 0
         self.phase = Phase.IDLE

@@ -116,9 +116,10 @@ def test_pause_longer_than_end_silence_splits_turns() -> None:
     commits = of(actions, Commit)
     assert len(commits) == 2
     assert commits[0][1].at == (150 + 70) * N
-    # the pause that ended turn one is not sent; turn two's pre-roll reaches back only
-    # to where turn one ended, so no frame is uploaded twice
-    assert uploaded_frames(actions) == list(range(70, 165)) + list(range(220, 280 + 15))
+    # the pause that ended turn one is not sent beyond its post-roll (150..164); turn two's
+    # pre-roll (30 frames before its onset at 230) reaches back into that unsent pause, as
+    # it would into a quiet room, and no frame is uploaded twice
+    assert uploaded_frames(actions) == list(range(70, 165)) + list(range(200, 280 + 15))
 
 
 def test_max_turn_forces_commit_and_loses_nothing() -> None:
