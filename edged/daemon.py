@@ -379,7 +379,9 @@ def run(config_path: str | None, overrides: list[str], trace_path: str | None) -
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1`: every thread's stack into the journal
     cfg = load_config(config_path, overrides)
     key = use_api_key(cfg.realtime.api_key_file)
-    with open(trace_path, "w", encoding="utf-8") if trace_path else contextlib.nullcontext() as trace:
+    # line-buffered: `tail -f` follows a live daemon, and a crash loses no finished line
+    trace_file = open(trace_path, "w", encoding="utf-8", buffering=1) if trace_path else None  # noqa: SIM115
+    with trace_file or contextlib.nullcontext() as trace:
         daemon = Daemon(cfg, config_path, key, overrides=overrides, trace=trace)
         return asyncio.run(daemon.run())
 
