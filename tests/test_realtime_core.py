@@ -303,6 +303,8 @@ def test_barge_in_pauses_the_speaker_and_once_confirmed_cancels_and_truncates_at
     assert [type(x) for x in core.server_message(902, audio_delta(item="item_a"))] == [c.Play]
     out = core.turn_confirmed(904)
     assert isinstance(out[0], c.StopPlayback)
+    logs = [x.message for x in out if isinstance(x, c.Log)]
+    assert logs == ["barge-in: the reply is cut after 640 ms of it"]
     ev = sends(out)
     assert [e["type"] for e in ev] == ["response.cancel", "conversation.item.truncate"]
     assert ev[1]["item_id"] == "item_a" and ev[1]["audio_end_ms"] == 640

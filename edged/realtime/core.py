@@ -264,7 +264,8 @@ class SessionCore:
             return []
         item, played_ms = self._interruption
         self._interruption = None
-        out: list[Command] = [StopPlayback()]
+        heard = f"after {played_ms} ms of it" if item else "before it played"
+        out: list[Command] = [StopPlayback(), Log("info", f"barge-in: the reply is cut {heard}")]
         # the rest of this reply, still arriving, must not restart the speaker
         self._silenced = self._response or self._silenced
         if self.link is Link.UP:
