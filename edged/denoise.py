@@ -30,7 +30,9 @@ class Denoiser:
         self._ap = AudioProcessor(0, level)  # auto gain off: the detector has its own
 
     def process(self, frame: np.ndarray) -> np.ndarray:
+        """`frame`: float, or already PCM16 (the detector has converted it for webrtcvad)."""
         if len(frame) != FRAME_SAMPLES:
             raise ValueError(f"the suppressor takes {FRAME_SAMPLES}-sample frames, not {len(frame)}")
-        out = self._ap.Process10ms(to_pcm16(frame).tobytes()).audio
+        pcm = frame if frame.dtype == np.int16 else to_pcm16(frame)
+        out = self._ap.Process10ms(pcm.tobytes()).audio
         return np.frombuffer(out, dtype="<i2").astype(np.float32) * np.float32(1 / 32768)

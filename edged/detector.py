@@ -135,6 +135,7 @@ class DenoisedHearing:
         self.talking_share = 1.0
 
     def process(self, frame: np.ndarray) -> float:
+        """`frame`: float or PCM16, as `Denoiser.process` takes it."""
         y = self._denoiser.process(frame)
         p = self._hearing.hear(y, level_dbfs(y))
         self.talking_share += self._alpha * ((p >= TALKING_PROBABILITY) - self.talking_share)
@@ -166,7 +167,8 @@ class SpeechDetector:
         """One 10 ms float frame in, one decision out (webrtcvad's verdict is the
         latest complete block's, so it lags by at most vad_frame_ms - 10 ms)."""
         n = len(frame)
-        self._block[self._filled * n : (self._filled + 1) * n] = to_pcm16(frame)
+        pcm = to_pcm16(frame)
+        self._block[self._filled * n : (self._filled + 1) * n] = pcm
         self._filled += 1
         if self._filled == self._block_frames:
             self._vad_state = self._vad.is_speech(self._block.tobytes(), RATE_HZ)
@@ -184,7 +186,7 @@ class SpeechDetector:
         held = prob >= cfg.hold_probability
         p_dn, talking = 0.0, False
         if self._denoised is not None:
-            p_dn = self._denoised.process(frame)
+            p_dn = self._denoised.process(pcm)  # the same frame, converted once
             talking = self._denoised.talking_share >= cfg.talking_room_share
             if not talking:
                 trigger = trigger or p_dn >= cfg.denoised_start_probability
