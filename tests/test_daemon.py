@@ -119,13 +119,9 @@ def sentence_wav(tmp_path: Path, demo_audio: Any, utterance: dict[str, Any], nam
 
 
 def trace_events(tmp_path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line)["event"] for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
-
-
-def trace_kinds(tmp_path: Path) -> list[str]:
-    """Event types traced so far by a running daemon (a last line still being written is skipped)."""
+    """Events traced so far (a running daemon's last line, still being written, is skipped)."""
     lines = (tmp_path / "trace.jsonl").read_text().split("\n")[:-1]
-    return [json.loads(line)["event"]["type"] for line in lines]
+    return [json.loads(line)["event"] for line in lines]
 
 
 def free_port() -> int:
@@ -216,7 +212,9 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
         # the third reply plays out (its echo must not start a turn either); the trace is
         # written line by line, so its end is seen as it happens
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and trace_kinds(tmp_path).count("response.done") < 3:
+        while time.monotonic() < deadline:
+            if [e["type"] for e in trace_events(tmp_path)].count("response.done") >= 3:
+                break
             time.sleep(0.1)
         time.sleep(1.0)  # and its echo dies away
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
