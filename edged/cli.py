@@ -8,6 +8,7 @@ bad file.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -335,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AudioFileError as e:
         print(f"edged: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `edged monitor --plain | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit either
+        return 128 + 13  # as a shell reports a command ended by SIGPIPE
     except OSError as e:  # an output file that cannot be written
         print(f"edged: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         return EX_CANTCREAT

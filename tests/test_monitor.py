@@ -296,3 +296,18 @@ def test_ctrl_c_exits_cleanly(demo_wav: Path) -> None:
             proc.kill()
     assert b"Traceback" not in got
     assert got.decode().splitlines()[-1].startswith("# ")  # the footer: an orderly end
+
+
+def test_a_reader_that_stops_early_ends_the_monitor_quietly(demo_wav: Path) -> None:
+    """`edged monitor --plain | head`: once the reader has gone the monitor stops, with the
+    status a shell gives a command ended by SIGPIPE and nothing on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edged.cli", "monitor", "--input", str(demo_wav), "--plain", "--speed", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"# edged monitor")
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
