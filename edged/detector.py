@@ -99,15 +99,12 @@ class PeakGain:
         self.max_gain = max_gain_db
         self.peak_dbfs: float | None = None
 
-    def apply(self, frame: np.ndarray, level: float) -> np.ndarray:
+    def gain(self, level: float) -> float:
+        """Follow this frame's level (dBFS) and return the linear gain for it."""
         p = self.peak_dbfs
         self.peak_dbfs = p = level if p is None or level > p else max(level, p - self.release)
         gain_db = min(max(self.target - p, 0.0), self.max_gain)
-        if gain_db == 0.0:
-            return frame
-        y = frame * np.float32(10 ** (gain_db / 20))
-        np.minimum(y, 1.0, out=y)  # two ufuncs in place: np.clip's wrapper costs more per frame
-        return np.maximum(y, -1.0, out=y)
+        return 10 ** (gain_db / 20) if gain_db else 1.0
 
 
 class GainedSilero:
@@ -119,7 +116,8 @@ class GainedSilero:
 
     def hear(self, frame: np.ndarray, level: float) -> float:
         """The latest speech probability after this frame (`level`: the frame's own dBFS)."""
-        self._silero.process(self._agc.apply(frame, level))
+        # the model applies the gain per chunk: one array operation every 32 ms, not each frame
+        self._silero.process(frame, self._agc.gain(level))
         return self._silero.probability
 
 

@@ -37,6 +37,8 @@ class SileroVad:
             str(path or model_path()), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._input = np.zeros((1, CONTEXT + CHUNK), dtype=np.float32)
+        self._raw = np.zeros(CONTEXT + CHUNK, dtype=np.float32)  # samples before their gain
+        self._gain = np.ones(CONTEXT + CHUNK, dtype=np.float32)  # each sample's gain
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
         self._sr = np.array(RATE_HZ, dtype=np.int64)
         self._filled = 0
@@ -45,28 +47,38 @@ class SileroVad:
 
     def reset(self) -> None:
         self._input[:] = 0
+        self._raw[:] = 0
+        self._gain[:] = 1
         self._state[:] = 0
         self._filled = 0
         self.probability = 0.0
 
-    def process(self, frame: np.ndarray) -> bool:
-        """Buffer a frame; run the model when a 512-sample chunk is complete.
-        Returns True when `probability` was updated by this frame."""
-        buf = self._input[0]
+    def process(self, frame: np.ndarray, gain: float = 1.0) -> bool:
+        """Buffer a frame, to be heard at `gain` (clipped to full scale); run the model when a
+        512-sample chunk is complete. Returns True when `probability` was updated by this frame."""
+        raw, gains = self._raw, self._gain
         pos = CONTEXT + self._filled
         take = min(len(frame), CHUNK - self._filled)
-        buf[pos : pos + take] = frame[:take]
+        raw[pos : pos + take] = frame[:take]
+        gains[pos : pos + take] = gain
         self._filled += take
         if self._filled < CHUNK:
             return False
+        x = self._input[0]
+        np.multiply(raw, gains, out=x)
+        np.minimum(x, 1.0, out=x)  # two ufuncs in place: np.clip's wrapper costs more
+        np.maximum(x, -1.0, out=x)
         out, self._state = self._session.run(
             None, {"input": self._input, "state": self._state, "sr": self._sr}
         )
         self.probability = float(out[0, 0])
         self.inferences += 1
-        # the last 64 samples become the next chunk's context; the frame's remainder starts it
-        buf[:CONTEXT] = buf[CHUNK : CHUNK + CONTEXT]
+        # the last 64 samples, as heard, become the next chunk's context; the frame's remainder
+        # starts it
+        raw[:CONTEXT] = x[CHUNK : CHUNK + CONTEXT]
+        gains[:CONTEXT] = 1.0
         rest = frame[take:]
-        buf[CONTEXT : CONTEXT + len(rest)] = rest
+        raw[CONTEXT : CONTEXT + len(rest)] = rest
+        gains[CONTEXT : CONTEXT + len(rest)] = gain
         self._filled = len(rest)
         return True

@@ -113,19 +113,40 @@ def test_silero_says_speech_on_speech_and_not_on_music(demo_audio, demo_labels) 
     assert np.mean(p[~truth] > 0.3) < 0.05
 
 
+def test_silero_hears_each_frame_at_its_own_gain(demo_audio) -> None:
+    """The gain is applied per chunk, not per frame: a chunk spanning frames of different
+    gains, the clipping at full scale and the context carried into the next chunk must be
+    heard exactly as if each frame had been scaled on its own."""
+    x, _ = demo_audio
+    x = x[: 16000 * 3]
+    per_chunk, per_frame = SileroVad(), SileroVad()
+    rng = np.random.default_rng(7)
+    a, b = [], []
+    for i in range(0, len(x) - 159, 160):
+        frame = x[i : i + 160]
+        g = float(10 ** (rng.uniform(0, 40) / 20))  # up to 40 dB: loud frames clip
+        if per_chunk.process(frame, g):
+            a.append(per_chunk.probability)
+        if per_frame.process(np.clip(frame * np.float32(g), -1.0, 1.0)):
+            b.append(per_frame.probability)
+    assert len(a) == len(b) >= 80
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.ptp(a) > 0.5  # the chunks were heard, not all the same
+
+
 def test_peak_gain_brings_loud_parts_to_target_and_recovers_slowly() -> None:
     g = PeakGain(target_dbfs=-5.0, release_db_per_s=1.0, max_gain_db=40.0)
-    quiet = np.full(FRAME_SAMPLES, 10 ** (-45 / 20), dtype=np.float32)
-    out = g.apply(quiet, level_dbfs(quiet))
-    assert abs(level_dbfs(out) - (-5.0)) < 0.1
-    loud = np.full(FRAME_SAMPLES, 10 ** (-15 / 20), dtype=np.float32)
-    g.apply(loud, level_dbfs(loud))  # the follower jumps to -15 dBFS at once
+
+    def heard(level: float) -> float:
+        return level + 20 * np.log10(g.gain(level))
+
+    assert abs(heard(-45.0) - (-5.0)) < 0.1
+    heard(-15.0)  # the follower jumps to -15 dBFS at once
     for _ in range(100):  # one second later it has released by 1 dB
-        out = g.apply(quiet, level_dbfs(quiet))
-    assert abs(level_dbfs(out) - (-45 + 10 + 1)) < 0.2
-    silent = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        out = heard(-45.0)
+    assert abs(out - (-45 + 10 + 1)) < 0.2
     g2 = PeakGain(-5.0, 1.0, 40.0)
-    assert not g2.apply(silent, level_dbfs(silent)).any()  # gain is capped: silence stays silence
+    assert g2.gain(level_dbfs(np.zeros(FRAME_SAMPLES))) == 10 ** (40 / 20)  # capped at max_gain_db
 
 
 @pytest.mark.parametrize("mode", ["combined", "webrtcvad", "silero"])
