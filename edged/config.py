@@ -143,7 +143,7 @@ class AecConfig:
     half_duplex: bool = _flag(
         False, "mute the microphone while the speaker plays: for hardware whose echo cannot be cancelled"
     )
-    tail_ms: int = _num(128, 20, 500, "echo path length the linear filter covers, after the delay (ms)")
+    tail_ms: int = _num(256, 20, 500, "echo path length the linear filter covers, after the delay (ms)")
     max_delay_ms: int = _num(
         300, 0, 1000, "largest lead of the speaker signal over the microphone that is tracked (ms)"
     )
@@ -159,7 +159,7 @@ class AecConfig:
         500, 0, 2000, "after playback stops, how long its echo is still expected in the room (ms)"
     )
     barge_in_decay_ms: int = _num(
-        120,
+        80,
         5,
         2000,
         "how slowly the echo the gate expects dies away (room reverberation); longer: fewer "
