@@ -115,7 +115,19 @@ class GateConfig:
     start_voiced_ratio: float = _num(
         0.3, 0.05, 1.0, "share of trigger frames in the window that starts a turn"
     )
-    end_silence_ms: int = _num(400, 100, 5000, "trailing non-speech that ends a turn (ms)")
+    end_silence_ms: int = _num(
+        300, 100, 5000, "trailing non-speech that ends a turn holding settled_speech_ms of speech (ms)"
+    )
+    early_end_silence_ms: int = _num(
+        500,
+        100,
+        5000,
+        "trailing non-speech that ends a shorter turn: a first word or two is often followed by a "
+        "pause; set it to end_silence_ms for one end silence (ms)",
+    )
+    settled_speech_ms: int = _num(
+        1000, 0, 10000, "speech a turn holds before end_silence_ms applies, not early_end_silence_ms (ms)"
+    )
     post_roll_ms: int = _num(
         200, 0, 5000, "trailing non-speech still uploaded after the last speech: covers reverberation (ms)"
     )
@@ -346,11 +358,11 @@ class Config:
             if getattr(sec, lo) > getattr(sec, hi):
                 limit = f"{section}.{hi} ({getattr(sec, hi)})"
                 raise ConfigError(f"{section}.{lo} = {getattr(sec, lo)}: must not exceed {limit}")
-        if g.post_roll_ms > g.end_silence_ms:
-            raise ConfigError(
-                f"gate.post_roll_ms = {g.post_roll_ms}: must not exceed "
-                f"gate.end_silence_ms ({g.end_silence_ms})"
-            )
+        for end in ("end_silence_ms", "early_end_silence_ms"):
+            if g.post_roll_ms > getattr(g, end):
+                raise ConfigError(
+                    f"gate.post_roll_ms = {g.post_roll_ms}: must not exceed gate.{end} ({getattr(g, end)})"
+                )
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")

@@ -5,7 +5,7 @@ Hysteresis state machine, sans-I/O, on the sample clock:
     idle ──(enough trigger frames in the start window)──► speech
     speech ──(non-speech frame)──► trailing silence (still "speech" phase)
     speech ──(min_speech_ms of speech in all)──► confirm: the turn will not be discarded
-    trailing ──(end_silence_ms of non-speech)──► commit, or discard if too little speech
+    trailing ──(end silence of non-speech)──► commit, or discard if too little speech
     speech ──(max_turn_ms)──► forced commit (a new turn follows if speech goes on)
 
 Money and the user pull in opposite directions here: every appended byte is
@@ -145,6 +145,8 @@ class TurnGate:
         self._onset_gap = _frames(cfg.onset_gap_ms)
         self._post_frames = _frames(cfg.post_roll_ms)
         self._end_frames = _frames(cfg.end_silence_ms)
+        self._early_end_frames = _frames(cfg.early_end_silence_ms)
+        self._settled = _frames(cfg.settled_speech_ms)
         self._gap_frames = _frames(cfg.max_gap_upload_ms)
         self._min_voiced = _frames(cfg.min_speech_ms)
         self._max_turn = cfg.max_turn_ms * RATE_HZ // 1000
@@ -153,7 +155,9 @@ class TurnGate:
             maxlen=max(self._lookback, self._win) + _frames(cfg.pre_roll_ms)
         )
         self._window: deque[tuple[int, bool]] = deque(maxlen=self._win)
-        self._held: deque[tuple[int, np.ndarray]] = deque(maxlen=max(1, self._end_frames))
+        self._held: deque[tuple[int, np.ndarray]] = deque(
+            maxlen=max(1, self._end_frames, self._early_end_frames)
+        )
         self._silence = 0
         self._turn: _Turn | None = None
         self._turns = 0
@@ -247,7 +251,7 @@ class TurnGate:
                 out.append(self._append(frame, start))
             else:
                 self._held.append((start, frame))
-            if self._silence >= self._end_frames:
+            if self._silence >= self._end_silence(t):
                 return out + self._end(end, "end_silence")
         if end - t.upload_start >= self._max_turn:
             out += self._end(end, "max_length")
@@ -260,6 +264,13 @@ class TurnGate:
                 out.append(Start(nt.number, end, end, end, playing))
                 out += self._confirm(end)
         return out
+
+    def _end_silence(self, t: _Turn) -> int:
+        """Frames of silence that end this turn. A pause after the first word or two is
+        usually the user thinking, so it waits longer; once a sentence is under way a shorter
+        silence ends it, which is most of the reply's delay saved on most turns."""
+        settled = t.continued or t.voiced_frames >= self._settled
+        return self._end_frames if settled else self._early_end_frames
 
     def _confirm(self, at: int) -> list[Action]:
         """Confirm the turn once, when it can no longer end as too short."""

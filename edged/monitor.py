@@ -53,6 +53,7 @@ THRESHOLD_KEYS: tuple[tuple[str, str, str], ...] = (
     ("gate", "start_window_ms", "ms"),
     ("gate", "start_voiced_ratio", ""),
     ("gate", "end_silence_ms", "ms"),
+    ("gate", "early_end_silence_ms", "ms"),
     ("gate", "min_speech_ms", "ms"),
     ("gate", "max_turn_ms", "ms"),
 )

@@ -19,6 +19,7 @@ CFG = GateConfig(
     start_window_ms=150,
     start_voiced_ratio=0.6,
     end_silence_ms=700,
+    early_end_silence_ms=700,
     post_roll_ms=150,
     min_speech_ms=200,
     max_turn_ms=30000,
@@ -120,6 +121,27 @@ def test_pause_longer_than_end_silence_splits_turns() -> None:
     # pre-roll (30 frames before its onset at 230) reaches back into that unsent pause, as
     # it would into a quiet room, and no frame is uploaded twice
     assert uploaded_frames(actions) == list(range(70, 165)) + list(range(200, 280 + 15))
+
+
+def test_a_short_turn_waits_longer_for_its_end_than_a_settled_one() -> None:
+    cfg = GateConfig(**{**CFG.__dict__, "end_silence_ms": 300, "early_end_silence_ms": 500})
+    assert cfg.settled_speech_ms == 1000
+    # 500 ms of speech, a 400 ms pause, more speech: the first words wait 500 ms, one turn
+    _, actions = run(seq((False, 100), (True, 50), (False, 40), (True, 80), (False, 100)), cfg)
+    (_, commit), *more = of(actions, Commit)
+    assert not more and (commit.speech_start, commit.speech_end) == (100 * N, 270 * N)
+    # the turn now holds 1.3 s of speech: 300 ms of silence ended it
+    assert commit.at == (270 + 30) * N
+    # 1.2 s of speech, then the same 400 ms pause: it ends the settled turn at 300 ms; the
+    # 800 ms that follow are a new turn's first words, ended by 500 ms
+    _, actions = run(seq((False, 100), (True, 120), (False, 40), (True, 80), (False, 100)), cfg)
+    commits = [a for _, a in of(actions, Commit)]
+    assert [c.at for c in commits] == [(220 + 30) * N, (340 + 50) * N]
+    # exactly at the settled amount: the short end silence applies from then on
+    _, actions = run(seq((False, 100), (True, 100), (False, 100)), cfg)
+    assert [a.at for _, a in of(actions, Commit)] == [(200 + 30) * N]
+    _, actions = run(seq((False, 100), (True, 99), (False, 100)), cfg)
+    assert [a.at for _, a in of(actions, Commit)] == [(199 + 50) * N]
 
 
 def test_max_turn_forces_commit_and_loses_nothing() -> None:

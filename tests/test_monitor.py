@@ -199,7 +199,8 @@ def test_summaries_and_text_on_real_frames(demo_audio) -> None:
     for width in (60, 100):
         screen = format_screen(snaps[-1], cfg, "demo", width)
         assert all(len(row) <= width for row in screen)
-        assert any("gate.end_silence_ms = 400 ms" in row for row in screen) or width < 70
+        assert any("gate.end_silence_ms = 300 ms" in row for row in screen) or width < 70
+        assert any("gate.early_end_silence_ms = 500 ms" in row for row in screen) or width < 70
         assert any(row.startswith("turn gate") and "SPEECH" in row for row in screen)
 
 
