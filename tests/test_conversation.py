@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from edged.config import Config
 from edged.conversation import format_conversation, run_conversation
 from edged.playback import RATE_HZ as PLAY_RATE_HZ
+from edged.realtime.local_server import LocalRealtimeServer
 
 SPEED = 2.0
 
@@ -39,6 +42,30 @@ async def test_a_conversation_with_a_barge_in(demo_audio, demo_labels) -> None:
     k = round(barge.decided_s * 100)
     assert loud[k - 30 : k].any() and not loud[k + 1 : k + 30].any()
     assert res.uploaded_usd < res.always_streaming_usd
+
+
+async def test_a_user_who_goes_on_before_the_reply_plays_gets_one_reply(demo_audio) -> None:
+    user, rate = demo_audio
+    at = lambda s: round(s * rate)  # noqa: E731
+    # the first sentence (2.25–5.78 s), half a second of the room, then the second sentence:
+    # the pause ends the first turn, and the user goes on before any reply could play
+    user = np.concatenate([user[: at(5.83)], user[at(6.5) : at(6.95)], user[at(8.88) : at(13.5)]])
+    # the service takes 1.5 s (3 s of this clock) to its first audio, as on a slow day
+    async with LocalRealtimeServer(pace=SPEED, latency_ms=1500) as server:
+        cfg = Config()
+        cfg = replace(cfg, realtime=replace(cfg.realtime, url=server.url))
+        res = await run_conversation(cfg, user, speed=SPEED, echo_gain_db=-4.0, api_key="local-test")
+    table = format_conversation(res, SPEED)
+    counts = server.records[-1].counts
+    assert len(server.records[-1].commits) == 2 and counts["response.cancel"] == 1, table
+    assert [t.status for t in res.turns] == ["cancelled", "completed"], table
+    assert not any(t.barge_in for t in res.turns)
+    # nothing of the cancelled reply was played: the speaker is silent until the one reply
+    # that answers both turns, asked for at the second commit
+    frame = PLAY_RATE_HZ // 100
+    speaker = res.speaker[: len(res.speaker) // frame * frame].reshape(-1, frame)
+    loud = np.flatnonzero(np.sqrt(np.mean(speaker**2, axis=1)) > 1e-3)
+    assert len(loud) and loud[0] / 100 > res.turns[1].commit_s, table
 
 
 def test_demo_command_writes_the_speaker_and_the_trace(tmp_path, capsys) -> None:

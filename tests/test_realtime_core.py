@@ -338,6 +338,74 @@ def test_a_barge_in_too_short_to_be_speech_resumes_the_reply_and_cancels_nothing
     assert core.turn_confirmed(1500) == []  # nothing left to cancel
 
 
+def answering_core() -> c.SessionCore:
+    """A core whose first turn is committed and its reply asked for: nothing played yet."""
+    core = new_core()
+    speak(core, 0)
+    assert kinds(core.connected(0))[-1] == "response.create"
+    return core
+
+
+def logs(cmds: list) -> list[str]:
+    return [x.message for x in cmds if isinstance(x, c.Log)]
+
+
+def test_the_user_going_on_before_the_reply_plays_cancels_it_and_one_reply_answers_both() -> None:
+    core = answering_core()
+    core.server_message(10, response_created())
+    out = core.turn_started(300, False, "", 0)  # nothing plays: not a barge-in
+    assert [type(x) for x in out] == [c.PausePlayback]
+    # reply audio arriving meanwhile is held by the paused speaker, in case this is a cough
+    assert [type(x) for x in core.server_message(320, audio_delta(item="item_a"))] == [c.Play]
+    assert core.turn_audio(330, b64_ms(100)) == []  # the new turn waits behind the first
+    out = core.turn_confirmed(500)
+    assert isinstance(out[0], c.StopPlayback)
+    assert logs(out) == [
+        "the user went on speaking: the reply is cancelled before it played; one answers both turns"
+    ]
+    ev = sends(out)
+    assert [e["type"] for e in ev] == ["response.cancel", "conversation.item.truncate"]
+    assert ev[1]["item_id"] == "item_a" and ev[1]["audio_end_ms"] == 0
+    assert core.server_message(510, audio_delta(item="item_a")) == []  # never plays
+    assert core.turn_committed(600) == []
+    out = core.server_message(650, response_done(status="cancelled"))
+    assert [x.status for x in out if isinstance(x, c.TurnDone)] == ["cancelled"]
+    # the second turn goes out and one response answers the conversation, both turns in it
+    assert kinds(out) == ["input_audio_buffer.append", "input_audio_buffer.commit", "response.create"]
+
+
+def test_a_reply_asked_for_but_not_yet_created_is_cancelled_once_it_is() -> None:
+    core = answering_core()
+    assert [type(x) for x in core.turn_started(300, False, "", 0)] == [c.PausePlayback]
+    out = core.turn_confirmed(500)
+    assert [type(x) for x in out] == [c.StopPlayback, c.Log] and sends(out) == []
+    assert kinds(core.server_message(510, response_created())) == ["response.cancel"]
+    assert core.server_message(520, audio_delta()) == []
+    core.turn_audio(530, b64_ms(200))
+    core.turn_committed(600)
+    out = core.server_message(650, response_done(status="cancelled"))
+    assert kinds(out)[-1] == "response.create"
+
+
+def test_a_cough_before_the_reply_plays_lets_the_reply_play() -> None:
+    core = answering_core()
+    core.server_message(10, response_created())
+    core.turn_started(300, False, "", 0)
+    out = core.turn_discarded(450)
+    assert [type(x) for x in out] == [c.ResumePlayback, c.Log] and sends(out) == []
+    assert [type(x) for x in core.server_message(460, audio_delta())] == [c.Play]
+    out = core.server_message(500, response_done())
+    assert [x.status for x in out if isinstance(x, c.TurnDone)] == ["completed"]
+
+
+def test_a_turn_after_the_reply_was_answered_holds_nothing() -> None:
+    core = answering_core()
+    core.server_message(10, response_created())
+    core.server_message(20, audio_delta())
+    core.server_message(30, response_done())
+    assert core.turn_started(5000, False, "", 0) == []  # the answer is over: a new question
+
+
 def test_a_long_turn_resent_at_once_fits_in_few_events_with_every_byte() -> None:
     core = new_core()
     core.turn_started(0, False, "", 0)

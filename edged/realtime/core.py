@@ -155,6 +155,7 @@ class _Turn:
     end_to_commit_ms: float | None = None
     first_audio_ms: float | None = None
     heard_reply: bool = False  # reply audio arrived: a re-send would answer twice
+    reply_item: str = ""  # the item of the reply's first audio
     full: bool = False  # reached the resend buffer's cap: later audio is dropped, not holed
     responses: int = 0
     usage: list[dict[str, Any]] = field(default_factory=list)
@@ -197,6 +198,8 @@ class SessionCore:
         self._interruption: tuple[str, int] | None = None
         self.resumed_replies = 0  # barge-ins that proved too short to be the user
         self._response_pending = False  # response.create sent, not yet created
+        self._cancel_created = False  # cancel the pending response as soon as it is created
+        self._went_on = False  # the interruption is the user going on before the reply played
         self._calls_pending: set[str] = set()
         self._outputs_ready: list[dict[str, Any]] = []
         self._announcements: deque[str] = deque(maxlen=MAX_PENDING_ANNOUNCEMENTS)
@@ -215,6 +218,14 @@ class SessionCore:
         if barge_in or playing_item:
             out.append(PausePlayback())
             self._interruption = (playing_item, played_ms)
+        elif self._reply_on_its_way():
+            # the user goes on before the reply to their last words was heard (a pause read as
+            # the end): the reply waits, and once this turn proves to be speech it is
+            # cancelled, so both turns are answered together instead of half a sentence
+            assert self._turn is not None
+            out.append(PausePlayback())
+            self._interruption = (self._turn.reply_item, 0)
+            self._went_on = True
         self._turns += 1
         if self.budget_exhausted:
             self.dropped_turns += 1
@@ -230,6 +241,19 @@ class SessionCore:
             self._turn = t
         self._last_activity_ms = now_ms
         return out + self._ensure_link(now_ms)
+
+    def _reply_on_its_way(self) -> bool:
+        """A committed turn's reply is being generated and none of it has played."""
+        t = self._turn
+        return (
+            t is not None
+            and t.sent_commit
+            and not self._queue
+            and (bool(self._response) or self._response_pending)
+            and self._interruption is None
+            and not self._calls_pending
+            and not self._outputs_ready
+        )
 
     @property
     def turns(self) -> int:
@@ -264,13 +288,20 @@ class SessionCore:
             return []
         item, played_ms = self._interruption
         self._interruption = None
-        heard = f"after {played_ms} ms of it" if item else "before it played"
-        out: list[Command] = [StopPlayback(), Log("info", f"barge-in: the reply is cut {heard}")]
+        if self._went_on:
+            self._went_on = False
+            why = "the user went on speaking: the reply is cancelled before it played; one answers both turns"
+        else:
+            heard = f"after {played_ms} ms of it" if item else "before it played"
+            why = f"barge-in: the reply is cut {heard}"
+        out: list[Command] = [StopPlayback(), Log("info", why)]
         # the rest of this reply, still arriving, must not restart the speaker
         self._silenced = self._response or self._silenced
         if self.link is Link.UP:
             if self._response:
                 out.append(Send(self.ev.response_cancel()))
+            elif self._response_pending:
+                self._cancel_created = True  # asked for, not yet created: cancel it once it is
             if item:
                 out.append(Send(self.ev.truncate(item, played_ms)))
         return out
@@ -293,6 +324,7 @@ class SessionCore:
         out: list[Command] = []
         if self._interruption is not None:
             self._interruption = None
+            self._went_on = False
             self.resumed_replies += 1
             out += [ResumePlayback(), Log("info", "reply resumed: the interruption was too short for speech")]
         t = self._speaking()
@@ -384,6 +416,7 @@ class SessionCore:
         self._last_activity_ms = now_ms
         self._response = ""
         self._response_pending = False
+        self._cancel_created = False
         self._calls_pending.clear()
         self._outputs_ready.clear()
         out: list[Command] = [Send(self.ev.session_update(self.cfg.settings))]
@@ -415,6 +448,7 @@ class SessionCore:
         self.link = Link.DOWN
         self._response = ""
         self._response_pending = False
+        self._cancel_created = False
         why = requested or reason
         if self._turn is None and not self._announcements:
             return [Log("info", f"disconnected ({why})")]
@@ -500,12 +534,20 @@ class SessionCore:
             case p.ResponseCreated(rid):
                 self._response = rid
                 self._response_pending = False
+                if self._cancel_created:
+                    self._cancel_created = False
+                    self._silenced = rid
+                    return [Send(self.ev.response_cancel())]
             case p.AudioDelta(rid, item, pcm):
                 if rid == self._silenced:
                     return []
                 if t is not None and not t.heard_reply:
                     t.heard_reply = True
                     t.first_audio_ms = now_ms
+                if t is not None and not t.reply_item:
+                    t.reply_item = item
+                    if self._went_on and self._interruption is not None:
+                        self._interruption = (item, 0)  # arrived while held: cut at 0 ms
                 return [Play(item, pcm)]
             case p.AudioDone(rid, item):
                 return [] if rid == self._silenced else [EndItem(item)]
