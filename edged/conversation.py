@@ -9,8 +9,11 @@ back into the playback buffer. The user in the recording does not wait for the
 replies, so some sentences interrupt the device: barge-in, for real.
 
 The sample clock drives everything; `speed` is how much faster than real time
-it runs (the local server paces its audio to match), so latencies are reported
-on the conversation's own clock.
+it runs, so latencies are reported on the conversation's own clock. With the
+local server the conversation is the same on every run: the server answers as
+fast as it can (the service, too, generates audio faster than real time), and
+the clock waits for whatever was asked of it (connecting, each reply) before it
+moves on, so no reply lands a frame earlier or later because the machine was busy.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .resample import StreamingResampler
 
 PLAY_FRAME = PLAY_RATE_HZ * FRAME_MS // 1000
 BATCH_FRAMES = 5  # frames run between yields to the network
+SETTLE_MAX_S = 10.0  # longest wall-clock wait for the local server before the clock moves on
 DRAIN_MS = 6000  # after the recording ends, let the last reply play out
 MAX_DRAIN_MS = 30000  # ... and longer while a turn still waits for its reply (a slow machine)
 
@@ -124,7 +128,7 @@ async def run_conversation(
     async with contextlib.AsyncExitStack() as stack:
         rt = cfg.realtime
         if api_key is None:
-            server = await stack.enter_async_context(LocalRealtimeServer(pace=speed))
+            server = await stack.enter_async_context(LocalRealtimeServer(pace=0))
             rt = replace(rt, url=server.url)
         playback = Playback(prebuffer_ms=rt.playback_prebuffer_ms)
         session = RealtimeSession(
@@ -177,6 +181,8 @@ async def run_conversation(
                 # keep the loop at `speed` × real time, and let the network run
                 ahead = t0 + position_ms[0] / 1000 / speed - loop.time()
                 await asyncio.sleep(max(0.0, ahead))
+                if api_key is None:
+                    await _settle(session)
         await session.stop()
         result.speaker = np.concatenate(speaker) if speaker else np.zeros(0, np.float32)
         result.reconnects = session.core.reconnects
@@ -184,6 +190,14 @@ async def run_conversation(
     result.always_streaming_usd = always_streaming_usd(result.duration_s, prices)
     result.uploaded_usd = always_streaming_usd(sum(r.uploaded_s for r in result.turns), prices)
     return result
+
+
+async def _settle(session: RealtimeSession) -> None:
+    """Let the local server finish what it was asked, the sample clock standing still."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + SETTLE_MAX_S
+    while not session.core.settled and loop.time() < give_up:
+        await asyncio.sleep(0.001)
 
 
 def format_conversation(res: ConversationResult, speed: float) -> str:

@@ -68,6 +68,18 @@ async def test_a_user_who_goes_on_before_the_reply_plays_gets_one_reply(demo_aud
     assert len(loud) and loud[0] / 100 > res.turns[1].commit_s, table
 
 
+async def test_the_local_conversation_is_the_same_on_every_run(demo_audio) -> None:
+    user, rate = demo_audio
+    user = user[: 18 * rate]
+    runs = [await run_conversation(Config(), user, speed=20.0, echo_gain_db=-4.0) for _ in range(2)]
+    a, b = (
+        [(t.start_s, t.commit_s, t.barge_in, t.status, t.commit_to_audio_ms) for t in r.turns] for r in runs
+    )
+    assert len(a) >= 3 and a == b, format_conversation(runs[1], 20.0)
+    # to the sample: the speaker played the same replies, cut at the same moments
+    assert np.array_equal(runs[0].speaker, runs[1].speaker)
+
+
 def test_demo_command_writes_the_speaker_and_the_trace(tmp_path, capsys) -> None:
     import json
 

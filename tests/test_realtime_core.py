@@ -406,6 +406,20 @@ def test_a_turn_after_the_reply_was_answered_holds_nothing() -> None:
     assert core.turn_started(5000, False, "", 0) == []  # the answer is over: a new question
 
 
+def test_settled_only_when_nothing_asked_of_the_server_is_outstanding() -> None:
+    core = new_core()
+    assert core.settled
+    speak(core, 0)
+    assert not core.settled  # connecting
+    core.connected(10)
+    assert not core.settled  # a response asked for
+    core.server_message(20, response_created())
+    core.server_message(30, audio_delta())
+    assert not core.settled  # still arriving
+    core.server_message(40, response_done())
+    assert core.settled
+
+
 def test_a_long_turn_resent_at_once_fits_in_few_events_with_every_byte() -> None:
     core = new_core()
     core.turn_started(0, False, "", 0)

@@ -256,6 +256,18 @@ class SessionCore:
         )
 
     @property
+    def settled(self) -> bool:
+        """Nothing asked of the other side is outstanding: no connection being opened, no
+        response asked for or still arriving, no tool call running. A simulation that waits
+        for this before its clock moves on gets the same conversation every time."""
+        return (
+            self.link is not Link.CONNECTING
+            and not self._response
+            and not self._response_pending
+            and not self._calls_pending
+        )
+
+    @property
     def turns(self) -> int:
         """Turns opened so far; `TurnDone.turn` numbers them."""
         return self._turns
