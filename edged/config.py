@@ -98,6 +98,13 @@ class DetectorConfig:
         "talking (babble, TV) and only the plain audio can start or keep a turn",
     )
     talking_room_window_ms: int = _num(5000, 500, 60000, "how far back that share reaches (ms)")
+    warmup_ms: int = _num(
+        500,
+        0,
+        10000,
+        "after start the detector listens this long before it may start a turn, while it learns the "
+        "room (a turn that begins meanwhile is still uploaded from its onset) (ms)",
+    )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ long request is not cut off by it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import webrtcvad
@@ -155,6 +155,7 @@ class SpeechDetector:
         self._filled = 0
         self._vad_state = False
         self._floor = NoiseFloor(cfg.noise_floor_rise_db_per_s, cfg.noise_floor_fall_db_per_s)
+        self._warming = cfg.warmup_ms // FRAME_MS  # frames left before a turn may start
 
     @property
     def hears_denoised(self) -> bool:
@@ -164,6 +165,16 @@ class SpeechDetector:
     def process(self, frame: np.ndarray) -> Decision:
         """One 10 ms float frame in, one decision out (webrtcvad's verdict is the
         latest complete block's, so it lags by at most vad_frame_ms - 10 ms)."""
+        d = self._decide(frame)
+        if self._warming:
+            # fresh from start the floor, the gain and the second stage's memory know nothing
+            # of the room, and Silero takes the first bars of music or babble for a voice
+            self._warming -= 1
+            if d.trigger:
+                d = replace(d, trigger=False)
+        return d
+
+    def _decide(self, frame: np.ndarray) -> Decision:
         n = len(frame)
         pcm = to_pcm16(frame)
         self._block[self._filled * n : (self._filled + 1) * n] = pcm

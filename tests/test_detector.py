@@ -235,3 +235,29 @@ def test_noise_floor_starts_at_the_first_sound_not_at_digital_silence() -> None:
     fl.update(-120.0)
     fl.update(-120.0)
     assert fl.update(-45.0) == -45.0
+
+
+def test_a_fresh_detector_listens_before_it_may_start_a_turn() -> None:
+    x, rate = read_mono(DATA / "babble_20s.wav")
+    assert rate == RATE_HZ
+    cold = [d.trigger for d in decide(x, DetectorConfig(warmup_ms=0))]
+    warm = decide(x)
+    # six talkers at once: fresh from start Silero takes them for a voice within 0.1 s ...
+    assert any(cold[:10])
+    # ... the warm-up lets nothing start a turn for its first 500 ms, and changes nothing else
+    assert not any(d.trigger for d in warm[:50])
+    assert [d.trigger for d in warm[50:]] == cold[50:]
+
+
+def test_a_voice_at_the_very_start_is_still_uploaded_from_its_onset(demo_audio, demo_labels) -> None:
+    from edged.config import Config
+    from edged.gate import Start
+    from edged.pipeline import Pipeline
+
+    x, rate = demo_audio
+    onset_s = demo_labels["utterances"][0]["start_s"]
+    clip = x[round((onset_s - 0.05) * rate) : round((onset_s + 3.0) * rate)]  # speech from 50 ms in
+    p = Pipeline(Config(), rate, rate)
+    starts = [a for r in p.process(clip) for a in r.actions if isinstance(a, Start)]
+    assert starts and p.to_input_ms(starts[0].at) >= 500
+    assert p.to_input_ms(starts[0].upload_start) <= 50
