@@ -344,7 +344,8 @@ def format_screen(s: Snapshot, cfg: Config, source: str, width: int = 80) -> lis
         row("history", "", s.history[-(width - 26) :]),
         row("", "", HISTORY_LEGEND),
         "",
-        f"thresholds in force (end silence {g.end_silence_ms} ms, min speech {g.min_speech_ms} ms)",
+        f"thresholds in force (end silence {g.end_silence_ms} ms, {g.early_end_silence_ms} ms in a turn's"
+        f" first {g.settled_speech_ms} ms of speech; min speech {g.min_speech_ms} ms)",
     ]
     items = [f"{k} = {v}{' ' + u if u else ''}" for k, v, u in thresholds(cfg)]
     half = (len(items) + 1) // 2
