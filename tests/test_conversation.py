@@ -80,6 +80,23 @@ async def test_the_local_conversation_is_the_same_on_every_run(demo_audio) -> No
     assert np.array_equal(runs[0].speaker, runs[1].speaker)
 
 
+def test_the_demo_table_shows_a_turn_committed_before_its_words_ended() -> None:
+    from edged.conversation import ConversationResult, TurnRow
+    from edged.demo import _end_of_speech
+
+    labels = {
+        "utterances": [{"speech": [[34.0, 34.3], [34.6, 36.7], [37.1, 40.7]]}, {"speech": [[44.1, 47.7]]}]
+    }
+    cut = TurnRow(7, 34.1, 40.4, 40.65, True, 6.4)  # committed 50 ms before the last word ended
+    whole = TurnRow(8, 43.5, 47.9, 48.2, True, 4.6)
+    res = ConversationResult(duration_s=55.0)
+    res.turns = [cut, whole]
+    _end_of_speech(res, labels)
+    assert (cut.speech_end_s, whole.speech_end_s) == (40.7, 47.7)
+    table = format_conversation(res, 4.0)
+    assert "    -50 ms" in table and "    500 ms" in table
+
+
 def test_demo_command_writes_the_speaker_and_the_trace(tmp_path, capsys) -> None:
     import json
 
