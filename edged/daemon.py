@@ -298,6 +298,7 @@ class Daemon:
         m, t = self.metrics, self.session.totals
         m.set("edged_reconnects_total", self.session.core.reconnects)
         m.set("edged_replies_resumed_total", self.session.core.resumed_replies)
+        m.set("edged_turns_joined_total", self.session.core.joined_turns)
         m.set("edged_uploaded_seconds_total", t.uploaded_ms / 1000)
         m.set("edged_tokens_total", t.tokens_in, "in")
         m.set("edged_tokens_total", t.tokens_out, "out")

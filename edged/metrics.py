@@ -48,6 +48,11 @@ FAMILIES = (
         "counter",
         "barge-ins that proved too short to be speech: the paused reply played on",
     ),
+    Metric(
+        "edged_turns_joined_total",
+        "counter",
+        "turns the user went on from before their reply played: it was cancelled, one reply answered both",
+    ),
     Metric("edged_reconnects_total", "counter", "Realtime connections re-established after a loss"),
     Metric("edged_audio_reopens_total", "counter", "audio streams reopened after the device was lost"),
     Metric("edged_uploaded_seconds_total", "counter", "seconds of audio appended (billed input)"),

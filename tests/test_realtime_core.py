@@ -367,6 +367,7 @@ def test_the_user_going_on_before_the_reply_plays_cancels_it_and_one_reply_answe
     assert [e["type"] for e in ev] == ["response.cancel", "conversation.item.truncate"]
     assert ev[1]["item_id"] == "item_a" and ev[1]["audio_end_ms"] == 0
     assert core.server_message(510, audio_delta(item="item_a")) == []  # never plays
+    assert core.joined_turns == 1 and core.resumed_replies == 0
     assert core.turn_committed(600) == []
     out = core.server_message(650, response_done(status="cancelled"))
     assert [x.status for x in out if isinstance(x, c.TurnDone)] == ["cancelled"]
@@ -393,6 +394,7 @@ def test_a_cough_before_the_reply_plays_lets_the_reply_play() -> None:
     core.turn_started(300, False, "", 0)
     out = core.turn_discarded(450)
     assert [type(x) for x in out] == [c.ResumePlayback, c.Log] and sends(out) == []
+    assert core.joined_turns == 0 and core.resumed_replies == 1
     assert [type(x) for x in core.server_message(460, audio_delta())] == [c.Play]
     out = core.server_message(500, response_done())
     assert [x.status for x in out if isinstance(x, c.TurnDone)] == ["completed"]

@@ -197,6 +197,7 @@ class SessionCore:
         # a barge-in not yet confirmed: the paused reply's item and what of it was played
         self._interruption: tuple[str, int] | None = None
         self.resumed_replies = 0  # barge-ins that proved too short to be the user
+        self.joined_turns = 0  # turns whose reply was cancelled unplayed because the user went on
         self._response_pending = False  # response.create sent, not yet created
         self._cancel_created = False  # cancel the pending response as soon as it is created
         self._went_on = False  # the interruption is the user going on before the reply played
@@ -302,6 +303,7 @@ class SessionCore:
         self._interruption = None
         if self._went_on:
             self._went_on = False
+            self.joined_turns += 1
             why = "the user went on speaking: the reply is cancelled before it played; one answers both turns"
         else:
             heard = f"after {played_ms} ms of it" if item else "before it played"
