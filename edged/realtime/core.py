@@ -143,6 +143,16 @@ class Link(Enum):
 
 
 @dataclass
+class _Interruption:
+    """A reply held by a turn that may be the user: the reply's item, what of it was played,
+    and whether the user is going on before it played (then it is cancelled unheard)."""
+
+    item: str
+    played_ms: int
+    went_on: bool = False
+
+
+@dataclass
 class _Turn:
     number: int
     barge_in: bool
@@ -195,12 +205,11 @@ class SessionCore:
         self._response: str = ""  # the active response id
         self._silenced: str = ""  # the response the user interrupted: its late audio is dropped
         # a barge-in not yet confirmed: the paused reply's item and what of it was played
-        self._interruption: tuple[str, int] | None = None
+        self._interruption: _Interruption | None = None
         self.resumed_replies = 0  # barge-ins that proved too short to be the user
         self.joined_turns = 0  # turns whose reply was cancelled unplayed because the user went on
         self._response_pending = False  # response.create sent, not yet created
         self._cancel_created = False  # cancel the pending response as soon as it is created
-        self._went_on = False  # the interruption is the user going on before the reply played
         self._calls_pending: set[str] = set()
         self._outputs_ready: list[dict[str, Any]] = []
         self._announcements: deque[str] = deque(maxlen=MAX_PENDING_ANNOUNCEMENTS)
@@ -218,15 +227,14 @@ class SessionCore:
         out: list[Command] = []
         if barge_in or playing_item:
             out.append(PausePlayback())
-            self._interruption = (playing_item, played_ms)
+            self._interruption = _Interruption(playing_item, played_ms)
         elif self._reply_on_its_way():
             # the user goes on before the reply to their last words was heard (a pause read as
             # the end): the reply waits, and once this turn proves to be speech it is
             # cancelled, so both turns are answered together instead of half a sentence
             assert self._turn is not None
             out.append(PausePlayback())
-            self._interruption = (self._turn.reply_item, 0)
-            self._went_on = True
+            self._interruption = _Interruption(self._turn.reply_item, 0, went_on=True)
         self._turns += 1
         if self.budget_exhausted:
             self.dropped_turns += 1
@@ -299,10 +307,9 @@ class SessionCore:
         good, cancelled, and its item truncated at what the user actually heard."""
         if self._interruption is None:
             return []
-        item, played_ms = self._interruption
-        self._interruption = None
-        if self._went_on:
-            self._went_on = False
+        held, self._interruption = self._interruption, None
+        item, played_ms = held.item, held.played_ms
+        if held.went_on:
             self.joined_turns += 1
             why = "the user went on speaking: the reply is cancelled before it played; one answers both turns"
         else:
@@ -338,7 +345,6 @@ class SessionCore:
         out: list[Command] = []
         if self._interruption is not None:
             self._interruption = None
-            self._went_on = False
             self.resumed_replies += 1
             out += [ResumePlayback(), Log("info", "reply resumed: the interruption was too short for speech")]
         t = self._speaking()
@@ -558,10 +564,10 @@ class SessionCore:
                 if t is not None and not t.heard_reply:
                     t.heard_reply = True
                     t.first_audio_ms = now_ms
-                if t is not None and not t.reply_item:
                     t.reply_item = item
-                    if self._went_on and self._interruption is not None:
-                        self._interruption = (item, 0)  # arrived while held: cut at 0 ms
+                    held = self._interruption
+                    if held is not None and held.went_on:
+                        held.item = item  # arrived while held: cut at 0 ms
                 return [Play(item, pcm)]
             case p.AudioDone(rid, item):
                 return [] if rid == self._silenced else [EndItem(item)]
