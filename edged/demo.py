@@ -85,8 +85,8 @@ def _end_of_speech(res: Any, labels: dict[str, Any]) -> None:
     """End of speech from the labels: the end of the last labelled speech segment the turn
     heard begin. A turn committed before that segment ended then shows end → commit below
     zero: the user's last words were cut, which the table must not hide."""
+    segments = [seg for u in labels["utterances"] for seg in u["speech"]]
     for row in res.turns:
-        segments = [seg for u in labels["utterances"] for seg in u["speech"]]
         ends = [e for s, e in segments if s < row.commit_s and e > row.start_s]
         if ends:
             row.speech_end_s = max(ends)
