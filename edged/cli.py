@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         "@connect|commit|response|delta:N, e.g. drop@delta:5 (repeatable)",
     )
     ls.add_argument(
+        "--script",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='the next response, in order given, e.g. \'{"speak": 1, "repeat": 2}\' (the second bundled '
+        'sentence said twice), \'{"fail": "rate_limit_exceeded"}\'; after them replies rotate (repeatable)',
+    )
+    ls.add_argument(
         "--transcript",
         action="append",
         default=[],
@@ -243,9 +251,11 @@ def _monitor(args: argparse.Namespace) -> int:
 
 def _local_server(args: argparse.Namespace) -> int:
     """Runs until Ctrl-C/SIGTERM; prints the URL on stdout so a script can start it with --port 0."""
+    import json
     import logging
     import os
 
+    from .realtime.local_script import Turn
     from .realtime.local_server import Fault, serve
     from .wavio import EX_UNAVAILABLE
 
@@ -254,6 +264,15 @@ def _local_server(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as e:
         print(f"edged: --fault: {e}", file=sys.stderr)
         return 64  # EX_USAGE
+    try:
+        specs = [json.loads(spec) for spec in args.script]
+        for spec in specs:
+            if not isinstance(spec, dict):
+                raise ValueError(f"{json.dumps(spec)} is not a JSON object")
+        script = [Turn.from_spec(spec) for spec in specs]
+    except (TypeError, ValueError) as e:  # bad JSON, not an object, an unknown key or value
+        print(f"edged: --script: {e}", file=sys.stderr)
+        return 64
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not api_key:
         print(f"edged: --api-key-env: {args.api_key_env} is not set", file=sys.stderr)
@@ -272,6 +291,7 @@ def _local_server(args: argparse.Namespace) -> int:
             slow_frames_ms=args.slow_ms,
             max_session_s=args.max_session_s,
             faults=faults,
+            script=script,
             transcripts=args.transcript,
         )
     except ValueError as e:

@@ -25,10 +25,21 @@ KEY = "sk-daemon-test-5e4d3c2b1a"
 
 @pytest.fixture
 def local_server() -> Iterator[str]:
+    yield from serve_locally()
+
+
+@pytest.fixture
+def local_server_long_second_reply() -> Iterator[str]:
+    """The second reply is said twice (about 7 s): it is still being generated when a user
+    who speaks over it is confirmed, so a barge-in must cancel it."""
+    yield from serve_locally("--script", '{"speak": 0}', "--script", '{"speak": 1, "repeat": 2}')
+
+
+def serve_locally(*options: str) -> Iterator[str]:
     env = {**os.environ, "EDGED_TEST_KEY": KEY}
     proc = subprocess.Popen(
         [sys.executable, "-m", "edged.cli", "local-server", "--port", "0", "--pace", "1",
-         "--api-key-env", "EDGED_TEST_KEY"],
+         "--api-key-env", "EDGED_TEST_KEY", *options],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -188,7 +199,7 @@ def test_a_missing_key_exits_78_before_touching_audio(tmp_path) -> None:
 
 
 def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_reply(
-    tmp_path, pulse, local_server, demo_audio, demo_labels
+    tmp_path, pulse, local_server_long_second_reply, demo_audio, demo_labels
 ) -> None:
     """Sentences played into the sink reach the daemon through its monitor, as does the
     daemon's own reply (a digital echo at full level). Each sentence must be answered and no
@@ -201,7 +212,8 @@ def test_a_spoken_turn_is_answered_its_echo_ignored_and_a_barge_in_cuts_the_repl
     systemd = Systemd(tmp_path / "notify")
     port, textfile = free_port(), tmp_path / "edged.prom"
     metrics = f"metrics:\n  listen: 127.0.0.1:{port}\n  textfile: {textfile}\n  textfile_every_ms: 1000\n"
-    with reaped(start_daemon(tmp_path, pulse, local_server, AUDIO + metrics, systemd.path)) as proc:
+    server = local_server_long_second_reply
+    with reaped(start_daemon(tmp_path, pulse, server, AUDIO + metrics, systemd.path)) as proc:
         systemd.expect("READY")
         play = ["paplay", f"--device={pulse['PULSE_SINK']}"]
         subprocess.run([*play, str(wavs[0])], check=True, timeout=30)

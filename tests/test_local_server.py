@@ -831,6 +831,25 @@ def test_cli_parses_the_local_server_options() -> None:
     assert args.fault == ["drop@commit", "error@response"]
 
 
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        ('{"spek": 1}', "unknown keys ['spek']"),
+        ("[1]", "[1] is not a JSON object"),
+        ("{speak: 1}", "--script: Expecting property name"),
+        ('{"speak": "reply_99"}', "no reply named 'reply_99'"),
+    ],
+)
+def test_a_bad_script_is_refused_with_what_is_wrong(spec: str, names: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "edged.cli", "local-server", "--port", "0", "--script", spec],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 64 and names in out.stderr, out.stderr
+
+
 async def test_cli_serves_until_sigterm() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
