@@ -8,11 +8,18 @@ cover 80 % of it), recall of dry and reverberant utterances, clipped onsets (upl
 starting after the utterance's first labelled speech frame), split utterances,
 end-of-speech-to-commit latency (commit minus the utterance's end), upload relative to
 labelled speech, false turns per hour on the noise-only files, and the detector's cost.
+
+Each file is replayed at several alignments (`--offsets-ms`: the first samples are
+dropped and the labels moved with them). The second stage hears the audio in 32 ms
+chunks and the fast stage in 30 ms blocks, so where a word falls in those decides
+close calls; a device starts listening at an arbitrary sample. Figures pool every
+alignment, and the spread across alignments is printed below them.
 The shipped detector (`combined`) runs beside each of its stages alone (`webrtcvad`:
 the fast stage; `silero`: the second stage), same audio, same gate. Writes JSON.
 
     python benchmarks/detection.py CORPUS_DIR [--modes combined,webrtcvad,silero]
-                                   [--set section.key=value]... [--json OUT]
+                                   [--offsets-ms 0,8,16,24] [--set section.key=value]...
+                                   [--json OUT]
 """
 
 from __future__ import annotations
@@ -29,28 +36,36 @@ from statistics import median
 from typing import Any
 
 from edged.config import Config, load_config
-from edged.replay import replay_file
+from edged.replay import replay_signal
 from edged.scoring import score
+from edged.wavio import read_mono
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _replay_one(args: tuple[Config, str, dict[str, Any]]) -> dict[str, Any]:
-    cfg, path, meta = args
+def _replay_one(args: tuple[Config, str, dict[str, Any], int]) -> dict[str, Any]:
+    cfg, path, meta, offset_ms = args
+    mic, rate = read_mono(path)
     t0 = time.process_time()
-    res = replay_file(cfg, path)
+    res = replay_signal(cfg, mic[offset_ms * rate // 1000 :], rate)
     cpu_s = time.process_time() - t0
-    out: dict[str, Any] = {"file": meta["file"], "noise": meta["noise"], "snr_db": meta["snr_db"]}
+    out: dict[str, Any] = {
+        "file": meta["file"],
+        "noise": meta["noise"],
+        "snr_db": meta["snr_db"],
+        "offset_ms": offset_ms,
+    }
     out["input_s"] = res.summary["input_ms"] / 1000
     out["uploaded_s"] = res.summary["uploaded_ms"] / 1000
     out["turns"] = len(res.turns)
     out["cpu_us_per_frame"] = cpu_s * 1e6 / (out["input_s"] * 100)
     out["discards"] = res.summary["discards"]
     utts = meta.get("utterances", [])
-    spans = [(u["start_s"] * 1000, u["end_s"] * 1000) for u in utts]
+    spans = [(u["start_s"] * 1000 - offset_ms, u["end_s"] * 1000 - offset_ms) for u in utts]
     # the true onset: the first labelled speech frame (the corpus pads utterances by 50 ms)
     onsets = [
-        min([a for a, _ in meta["speech"] if a >= u["start_s"] - 1e-6] or [u["start_s"]]) * 1000 for u in utts
+        min([a for a, _ in meta["speech"] if a >= u["start_s"] - 1e-6] or [u["start_s"]]) * 1000 - offset_ms
+        for u in utts
     ]
     scores, false_turns = score(res.turns, spans, onsets=onsets)
     out["false_turns"] = false_turns
@@ -73,12 +88,13 @@ def _pct(a: int, b: int) -> str:
 
 
 def summarise(files: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every figure pools all the files given (all alignments, when several were run)."""
     speech = [f for f in files if f["snr_db"] is not None]
     noise = [f for f in files if f["snr_db"] is None]
     recall: dict[str, dict[str, Any]] = defaultdict(dict)
-    for f in speech:
-        u = f["utterances"]
-        recall[f["noise"]][f["snr_db"]] = sum(x["detected"] for x in u) / len(u) if u else None
+    for key in sorted({(f["noise"], f["snr_db"]) for f in speech}):
+        us = [u for f in speech if (f["noise"], f["snr_db"]) == key for u in f["utterances"]]
+        recall[key[0]][key[1]] = _share(us)
 
     def agg(pred) -> dict[str, Any]:
         us = [u for f in speech if pred(f) for u in f["utterances"]]
@@ -98,9 +114,14 @@ def summarise(files: list[dict[str, Any]]) -> dict[str, Any]:
         }
 
     by_snr = {snr: agg(lambda f, s=snr: f["snr_db"] == s) for snr in sorted({f["snr_db"] for f in speech})}
-    false_per_hour = {f["noise"]: f["turns"] / (f["input_s"] / 3600) for f in noise}
+    false_per_hour = {
+        n: sum(f["turns"] for f in noise if f["noise"] == n)
+        / (sum(f["input_s"] for f in noise if f["noise"] == n) / 3600)
+        for n in sorted({f["noise"] for f in noise})
+    }
     frames = sum(f["input_s"] for f in files) * 100
     return {
+        "offsets_ms": sorted({f["offset_ms"] for f in files}),
         "replay_cpu_us_per_frame": sum(f["cpu_us_per_frame"] * f["input_s"] * 100 for f in files) / frames,
         "recall_by_noise_snr": recall,
         "by_snr": by_snr,
@@ -109,6 +130,46 @@ def summarise(files: list[dict[str, Any]]) -> dict[str, Any]:
         "all": agg(lambda f: True),
         "false_turns_per_hour_noise_only": false_per_hour,
     }
+
+
+# figures whose spread over alignments is printed: (label, getter, scale)
+SPREAD = (
+    ("recall ≥ 5 dB dry %", lambda s: s["snr_ge_5"]["recall_dry"], 100),
+    ("recall ≥ 5 dB reverberant %", lambda s: s["snr_ge_5"]["recall_reverberant"], 100),
+    ("recall 0 dB dry %", lambda s: s["by_snr"][0]["recall_dry"], 100),
+    ("recall 0 dB reverberant %", lambda s: s["by_snr"][0]["recall_reverberant"], 100),
+    ("clipped onsets %", lambda s: s["all"]["clipped_share"], 100),
+    ("split utterances %", lambda s: s["all"]["split_share"], 100),
+    ("upload / speech ×", lambda s: s["all"]["upload_over_speech"], 1),
+)
+
+
+def spread(files: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Each alignment on its own: how much of a figure is where the audio happened to fall."""
+    offsets = sorted({f["offset_ms"] for f in files})
+    per = {o: summarise([f for f in files if f["offset_ms"] == o]) for o in offsets}
+    out: dict[str, dict[str, float | None]] = {}
+    rows = list(SPREAD) + [
+        (f"false turns/h {n}", lambda s, n=n: s["false_turns_per_hour_noise_only"][n], 1)
+        for n in sorted({f["noise"] for f in files if f["snr_db"] is None})
+    ]
+    for name, get, scale in rows:
+        vals = [get(s) for s in per.values()]
+        out[name] = {str(o): (v * scale if v is not None else None) for o, v in zip(per, vals, strict=True)}
+    return out
+
+
+def print_spread(sp: dict[str, dict[str, float | None]]) -> None:
+    offsets = list(next(iter(sp.values())))
+    print("Each alignment on its own (offset in ms)")
+    print(f"{'':<30}" + "".join(f"{o:>8}" for o in offsets) + f"{'worst':>8}")
+    for name, row in sp.items():
+        vals = [v for v in row.values() if v is not None]
+        lower_is_better = name.startswith(("false", "clipped", "split", "upload"))
+        worst = (max(vals) if lower_is_better else min(vals)) if vals else None
+        spec = ".2f" if name.startswith("upload") else ".1f"
+        cells = "".join(f"{format(v, spec) if v is not None else '–':>8}" for v in [*row.values(), worst])
+        print(f"{name:<30}{cells}")
 
 
 def _share(us: list[dict[str, Any]]) -> float | None:
@@ -179,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(RESULTS / "detection.json"))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--modes", default="combined,webrtcvad,silero", help="detector.mode values to compare")
+    ap.add_argument(
+        "--offsets-ms",
+        default="0,8,16,24",
+        help="alignments to replay each file at (ms dropped from its start); "
+        "8 ms steps cover the second stage's 32 ms chunk",
+    )
     args = ap.parse_args(argv)
     root = Path(args.corpus)
     if (root / "dev" / "labels.json").is_file():
@@ -186,17 +253,27 @@ def main(argv: list[str] | None = None) -> int:
     if not (root / "labels.json").is_file():
         print(f"{root}: no labels.json; build the corpus with ../shared/tools/vad_corpus.py", file=sys.stderr)
         return 66
+    try:
+        offsets = sorted({int(o) for o in args.offsets_ms.split(",")})
+    except ValueError:
+        print(f"--offsets-ms {args.offsets_ms!r}: expected whole ms, comma-separated", file=sys.stderr)
+        return 64
+    if offsets[0] < 0:
+        print(f"--offsets-ms {args.offsets_ms!r}: offsets cannot be negative", file=sys.stderr)
+        return 64
     cfg = load_config(args.config, args.overrides)
     meta = json.loads((root / "labels.json").read_text())
     results: dict[str, Any] = {}
     for mode in args.modes.split(","):
         mcfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, mode=mode))
-        jobs = [(mcfg, str(root / m["file"]), m) for m in meta["files"]]
+        jobs = [(mcfg, str(root / m["file"]), m, o) for o in offsets for m in meta["files"]]
         with ProcessPoolExecutor(max_workers=args.jobs) as ex:
             files = list(ex.map(_replay_one, jobs))
-        results[mode] = {"summary": summarise(files), "files": files}
-        print(f"== detector.mode = {mode}")
+        results[mode] = {"summary": summarise(files), "spread": spread(files), "files": files}
+        print(f"== detector.mode = {mode}, alignments {offsets} ms pooled")
         print_tables(results[mode]["summary"])
+        print()
+        print_spread(results[mode]["spread"])
         print()
     print_comparison({m: r["summary"] for m, r in results.items()})
     out = Path(args.json)
