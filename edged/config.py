@@ -98,6 +98,13 @@ class DetectorConfig:
         "talking (babble, TV) and only the plain audio can start or keep a turn",
     )
     talking_room_window_ms: int = _num(5000, 500, 60000, "how far back that share reaches (ms)")
+    talking_start_probability: float = _num(
+        0.7,
+        0.01,
+        0.99,
+        "while the room is talking, the Silero speech probability on the plain audio that starts a turn "
+        "(a voice close to the device reads higher than a TV across the room)",
+    )
     warmup_ms: int = _num(
         500,
         0,

@@ -160,11 +160,16 @@ def test_modes_decide_from_their_stages(demo_audio, mode: str) -> None:
     else:
         assert any(d.probability > 0.9 for d in ds)
         cfg = DetectorConfig()
+        talking_start = max(cfg.start_probability, cfg.talking_start_probability)
         assert all(
             d.trigger
             == (
-                d.probability >= cfg.start_probability
-                or (not d.room_talking and d.denoised_probability >= cfg.denoised_start_probability)
+                (d.probability >= talking_start)
+                if d.room_talking
+                else (
+                    d.probability >= cfg.start_probability
+                    or d.denoised_probability >= cfg.denoised_start_probability
+                )
             )
             for d in ds
         )
@@ -193,9 +198,10 @@ def test_denoiser_takes_out_a_running_tap_and_keeps_speech(demo_audio, demo_labe
 
 def test_a_talking_room_cannot_start_turns_on_the_denoised_hearing(demo_audio, demo_labels) -> None:
     """Six voices at once (babble, a TV) make the room "talking": then only the plain hearing
-    may start a turn. One user talking on and on does not: their own pauses keep the room
-    below the share. A quiet room is not talking once the window has passed; at switch-on the
-    room counts as talking until it has been heard."""
+    may start a turn, and only on a voice it is surer of than in a quiet room. One user
+    talking on and on does not make the room talking: their own pauses keep it below the
+    share. A quiet room is not talking once the window has passed; at switch-on the room
+    counts as talking until it has been heard."""
     x, _ = demo_audio
     cfg = DetectorConfig(denoise_level=4)
     tap, _ = read_mono(DATA / "running_tap_20s.wav")
@@ -211,9 +217,13 @@ def test_a_talking_room_cannot_start_turns_on_the_denoised_hearing(demo_audio, d
     talking = [det.process(f) for f in _frames(babble)]
     # from a quiet room the share needs -ln(1 - 0.85) = 1.9 windows of talk (9.5 s)
     assert all(d.room_talking for d in talking[11 * RATE_HZ // FRAME_SAMPLES :])
+    assert cfg.talking_start_probability > cfg.start_probability
     for d in talking:
         if d.room_talking:
-            assert d.trigger == (d.probability >= cfg.start_probability)
+            assert d.trigger == (d.probability >= cfg.talking_start_probability)
+    # the plain hearing reads between the two thresholds on some of this babble: those frames
+    # would have started a turn in a quiet room
+    assert any(cfg.start_probability <= d.probability < cfg.talking_start_probability for d in talking)
     det = SpeechDetector(cfg)
     for f in _frames(quiet_room):
         det.process(f)
@@ -240,8 +250,11 @@ def test_noise_floor_starts_at_the_first_sound_not_at_digital_silence() -> None:
 def test_a_fresh_detector_listens_before_it_may_start_a_turn() -> None:
     x, rate = read_mono(DATA / "babble_20s.wav")
     assert rate == RATE_HZ
-    cold = [d.trigger for d in decide(x, DetectorConfig(warmup_ms=0))]
-    warm = decide(x)
+    # a switch-on counts the room as talking, whose stricter start threshold would hide what the
+    # warm-up is for: here the plain threshold applies throughout
+    plain = DetectorConfig().start_probability
+    cold = [d.trigger for d in decide(x, DetectorConfig(warmup_ms=0, talking_start_probability=plain))]
+    warm = decide(x, DetectorConfig(talking_start_probability=plain))
     # six talkers at once: fresh from start Silero takes them for a voice within 0.1 s ...
     assert any(cold[:10])
     # ... the warm-up lets nothing start a turn for its first 500 ms, and changes nothing else
