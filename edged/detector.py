@@ -22,10 +22,9 @@ starts one only when surer (`talking_start_probability`): Silero's memory of a
 long babble sometimes settles where it reads 0.3-0.5 for minutes on end (one
 alignment of the corpus babble in 16 gave 15 false turns in 5 minutes at the
 quiet room's threshold, 4 at 0.7), while a voice close to the device reads
-near 1. One user
-talking on and on stays under that share (their own pauses: at most 0.77 of
-5 s in the bundled kitchen recording, against 0.90 and more for babble), so a
-long request is not cut off by it.
+near 1. One user talking on and on stays under that share (their own pauses:
+at most 0.77 of 5 s in the bundled kitchen recording, against 0.90 and more for
+babble), so a long request is not cut off by it.
 """
 
 from __future__ import annotations
