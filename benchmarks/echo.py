@@ -10,13 +10,16 @@
    only the device spoke: each pauses the reply), how many of those went on to cancel it
    (confirmed as speech; an upper bound, since here the echo plays on through the pause
    where a real device falls silent), barge-in recall (the user's first word during playback starts a
-   turn within 300 ms of its onset) and the barge-in latency.
+   turn within 300 ms of its onset) and the barge-in latency. Then the same over
+   `--more-rooms` more rooms of the same kinds built with other seeds: four rooms are few
+   enough for a setting to fit them and fail elsewhere.
 
 3. With --sweep, instead: the trade-off between the two halves (the device never hears
    itself, the user is always heard), edged's canceller and gate over a grid of suppression,
    filter tail and barge-in margin, one row per configuration.
 
-    python benchmarks/echo.py [--aec-bench ../shared/tools/aec_bench.py] [--sweep] [--json OUT]
+    python benchmarks/echo.py [--aec-bench ../shared/tools/aec_bench.py] [--sweep] [--more-rooms 16]
+                              [--json OUT]
 Needs: apt-get install espeak-ng libspeexdsp1; pip install -e '.[bench]'.
 """
 
@@ -120,6 +123,24 @@ def scenarios(bench: Any, mat: Any) -> list[dict[str, Any]]:
     return [bench.build_scenario(n, d, rt, mat, bench.SEED + i) for i, (n, d, rt) in rooms]
 
 
+def more_scenarios(bench: Any, mat: Any, count: int) -> list[dict[str, Any]]:
+    """`count` more rooms of aec_bench's four kinds, built with other seeds: other voices,
+    words and noise in the same geometry. Four rooms are few enough that a setting can fit
+    them and fail elsewhere; the gate's figures on these are the check."""
+    kinds = bench.SCENARIOS
+    return [
+        bench.build_scenario(n, d, rt, mat, bench.SEED + 100 * (1 + k // len(kinds)) + k % len(kinds))
+        for k in range(count)
+        for n, d, rt in [kinds[k % len(kinds)]]
+    ]
+
+
+def gate_rows(scen: list[dict[str, Any]], cfg: Config) -> dict[str, dict[str, Any]]:
+    return {
+        f"{s['info']['name']}#{k}": gate_on_scenario(with_more_barge_ins(s), cfg) for k, s in enumerate(scen)
+    }
+
+
 def gate_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What users feel, over all rooms: false barge-ins per minute of playback and the share
     of barge-ins caught within CAUGHT_MS."""
@@ -189,33 +210,40 @@ def canceller_figures(bench: Any, mat: Any, scen: list[dict[str, Any]], cfg: Con
     }
 
 
-def run_sweep(bench: Any, out: Path) -> None:
+def run_sweep(bench: Any, out: Path, more_rooms: int) -> None:
     mat = bench.material()
     scen = scenarios(bench, mat)
+    more = more_scenarios(bench, mat, more_rooms)
     points = []
     for overrides in SWEEP:
         cfg = load_config(None, list(overrides))
         rows = {s["info"]["name"]: gate_on_scenario(with_more_barge_ins(s), cfg) for s in scen}
         fig = canceller_figures(bench, mat, scen, cfg)
-        points.append({"overrides": list(overrides), **fig, **gate_summary(rows)})
+        extra = {"more_rooms": gate_summary(gate_rows(more, cfg))} if more else {}
+        points.append({"overrides": list(overrides), **fig, **gate_summary(rows), **extra})
         print(f"done {' '.join(overrides) or 'shipped'}", file=sys.stderr)
     print(
         "\nTrade-off of edged's canceller and gate (means over aec_bench rooms; targets: false"
         "\nbarge-ins ≤ 0.1/min for webrtcvad m3 and the gate, m3 DT recall ≥ 90 %, PESQ DT ≥ 2.0,"
         f"\nERLE ≥ 35 dB, ≥ 95 % of barge-ins caught ≤ {CAUGHT_MS} ms)\n"
     )
+    more_head = f" | {more_rooms} more rooms: gate false/min | caught" if more_rooms else ""
     print(
         "| differs from shipped | ERLE ss dB | reT10 ms | PESQ DT | m3 DT recall % | m3 trig/min "
-        f"| gate false/min | of which cancel | caught ≤ {CAUGHT_MS} ms | CPU med µs |"
+        f"| gate false/min | of which cancel | caught ≤ {CAUGHT_MS} ms | CPU med µs{more_head} |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if more_rooms else ""))
     for pt in points:
+        m = pt.get("more_rooms")
+        more_cells = (
+            f" {m['false_barge_ins_per_min']:.2f} | {m['barge_ins_caught']}/{m['barge_ins']} |" if m else ""
+        )
         print(
             f"| {', '.join(pt['overrides']) or 'shipped'} | {pt['erle_ss_db']:.1f} | {pt['re_t10_ms']:.0f} "
             f"| {pt['pesq_dt']:.2f} | {100 * pt['vad3_dt_recall']:.1f} | {pt['vad3_trig_per_min']:.2f} "
             f"| {pt['false_barge_ins_per_min']:.2f} | {pt['false_cancels_per_min']:.2f} "
             f"| {pt['barge_ins_caught']}/{pt['barge_ins']} "
-            f"| {pt['cpu_us_median']:.0f} |"
+            f"| {pt['cpu_us_median']:.0f} |{more_cells}"
         )
     out.write_text(json.dumps({"points": points}, indent=1))
     print(f"\nwrote {out}")
@@ -227,11 +255,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--algos", default="raw,speex+pp,aec3", help="anchors of aec_bench to run beside edged")
     ap.add_argument("--sweep", action="store_true", help="the trade-off sweep instead")
     ap.add_argument("--json", help="output (default: results/echo.json, or echo_sweep.json with --sweep)")
+    ap.add_argument(
+        "--more-rooms",
+        type=int,
+        default=16,
+        help="also run edged's gate on this many more rooms of the same kinds, other seeds (0: none)",
+    )
     args = ap.parse_args(argv)
+    if args.more_rooms < 0:
+        print(f"--more-rooms {args.more_rooms}: cannot be negative", file=sys.stderr)
+        return 64
     bench = load_bench(args.aec_bench)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.sweep:
-        run_sweep(bench, Path(args.json or RESULTS / "echo_sweep.json"))
+        run_sweep(bench, Path(args.json or RESULTS / "echo_sweep.json"), args.more_rooms)
         return 0
     out = Path(args.json or RESULTS / "echo.json")
     anchors_json = out.with_name("echo_anchors.json")
@@ -264,8 +301,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['false_cancels_per_min']:.2f}/min | {summary['barge_ins_caught']}/{summary['barge_ins']} "
         f"| {summary['barge_in_latency_ms_median']} |"
     )
+    result: dict[str, Any] = {"gate": rows, "gate_summary": summary}
+    if args.more_rooms:
+        more = gate_summary(gate_rows(more_scenarios(bench, mat, args.more_rooms), Config()))
+        print(
+            f"| {args.more_rooms} more rooms (other seeds) | {more['false_barge_ins']} | "
+            f"{more['false_barge_ins_per_min']:.2f} | {more['false_cancels_per_min']:.2f}/min | "
+            f"{more['barge_ins_caught']}/{more['barge_ins']} | {more['barge_in_latency_ms_median']} |"
+        )
+        result["more_rooms_summary"] = more
     anchors = json.loads(anchors_json.read_text())
-    out.write_text(json.dumps({"anchors": anchors, "gate": rows, "gate_summary": summary}, indent=1))
+    out.write_text(json.dumps({"anchors": anchors, **result}, indent=1))
     print(f"\nwrote {out}")
     return 0
 
