@@ -129,6 +129,17 @@ class GateConfig:
     start_voiced_ratio: float = _num(
         0.3, 0.05, 1.0, "share of trigger frames in the window that starts a turn"
     )
+    after_turn_ms: int = _num(
+        2000,
+        0,
+        10000,
+        "for this long after a turn is committed, while the speaker is silent, a new turn needs "
+        "after_turn_voiced_ratio: the second stage, primed by the sentence it just heard, takes a "
+        "clatter for a voice (ms; 0: off)",
+    )
+    after_turn_voiced_ratio: float = _num(
+        0.6, 0.05, 1.0, "share of trigger frames in the window that starts a turn within after_turn_ms"
+    )
     end_silence_ms: int = _num(
         300, 100, 5000, "trailing non-speech that ends a turn holding settled_speech_ms of speech (ms)"
     )

@@ -233,3 +233,28 @@ def test_start_share_is_counted_exactly() -> None:
     _, actions = run(seq((False, 50), (True, 3), (False, 7), (True, 30), (False, 100)), cfg)
     (i, s), *_ = of(actions, Start)
     assert i == 52 and s.speech_start == 50 * N
+
+
+def test_right_after_a_commit_a_new_turn_needs_more_trigger_frames() -> None:
+    # a sentence (frames 100..179, committed at frame 250), then two bursts of 10 trigger
+    # frames: 9 of 15 start a turn, but within after_turn_ms of a commit it takes 12
+    cfg = GateConfig(**{**CFG.__dict__, "after_turn_ms": 2000, "after_turn_voiced_ratio": 0.8})
+    burst = ((True, 10),)
+    decisions = seq((False, 100), (True, 80), (False, 120), *burst, (False, 150), *burst, (False, 200))
+    _, actions = run(decisions, cfg)
+    assert [c.at for _, c in of(actions, Commit)] == [250 * N]
+    # the burst 0.5 s after the commit starts nothing; the one 2.1 s after starts on its 9th frame
+    assert [i for i, _ in of(actions, Start)] == [108, 468]
+    # while the reply plays the echo-aware gate decides, not this rule: the first burst is a barge-in
+    _, playing = run(decisions, cfg, playing=[300 <= i < 320 for i in range(len(decisions))])
+    assert [(i, s.barge_in) for i, s in of(playing, Start)] == [(108, False), (308, True), (468, False)]
+    # after_turn_ms 0 turns the rule off
+    _, off = run(decisions, GateConfig(**{**cfg.__dict__, "after_turn_ms": 0}))
+    assert [i for i, _ in of(off, Start)] == [108, 308, 468]
+
+
+def test_a_discarded_burst_does_not_make_the_next_turn_wait() -> None:
+    cfg = GateConfig(**{**CFG.__dict__, "after_turn_ms": 2000, "after_turn_voiced_ratio": 0.8})
+    _, actions = run(seq((False, 100), (True, 10), (False, 100), (True, 10), (False, 100)), cfg)
+    assert len(of(actions, Discard)) == 2
+    assert [i for i, _ in of(actions, Start)] == [108, 218]
