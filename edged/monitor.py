@@ -367,6 +367,7 @@ class PlainView:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self._mid_line = False  # a line was being written when Ctrl-C came
 
     def begin(self, header: Sequence[str]) -> None:
         for line in header:
@@ -374,10 +375,14 @@ class PlainView:
         self.out.flush()
 
     def show(self, s: Snapshot, final: bool = False) -> None:
-        print(format_line(s), file=self.out, flush=True)
+        self._mid_line = True
+        self.out.write(format_line(s) + "\n")
+        self.out.flush()
+        self._mid_line = False
 
     def end(self, footer: str) -> None:
-        print(footer, file=self.out, flush=True)
+        # the footer always starts a line of its own, so `tail -1` finds it
+        print(("\n" if self._mid_line else "") + footer, file=self.out, flush=True)
 
 
 class ScreenView:
@@ -496,13 +501,13 @@ def run_monitor(
         view.begin([f"# edged monitor: {source}; one line per {UPDATE_MS} ms", format_thresholds(cfg)])
         for mic, far in chunks:
             for snap in summary.push(pipeline.process(mic, far)):
+                last = snap  # first: the footer sums up what was shown, even if Ctrl-C cuts the line
                 view.show(snap)
-                last = snap
         # the end of the audio closes the turn it was in, as replay does
         snap = summary.flush(pipeline.finish())
         if snap is not None:
-            view.show(snap, final=True)
             last = snap
+            view.show(snap, final=True)
     except KeyboardInterrupt:
         pass
     finally:

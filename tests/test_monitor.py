@@ -22,7 +22,7 @@ import pytest
 
 from edged.cli import main
 from edged.config import EX_CONFIG, load_config
-from edged.monitor import Summariser, format_line, format_screen
+from edged.monitor import Summariser, format_line, format_screen, run_monitor
 from edged.pipeline import Pipeline
 
 Row = dict[str, str]
@@ -312,3 +312,22 @@ def test_a_reader_that_stops_early_ends_the_monitor_quietly(demo_wav: Path) -> N
     proc.stdout.close()
     assert proc.wait(timeout=60) == 141
     assert proc.stderr.read() == b""
+
+
+class _CutOff(io.StringIO):
+    """An output where Ctrl-C lands in the middle of writing a status line."""
+
+    def write(self, s: str) -> int:
+        if s.startswith("   t="):
+            super().write(s[:20])
+            raise KeyboardInterrupt
+        return super().write(s)
+
+
+def test_a_status_line_cut_by_ctrl_c_leaves_the_footer_on_its_own_line(demo_wav: Path) -> None:
+    out = _CutOff()
+    assert run_monitor(load_config(), input_path=str(demo_wav), speed=0, plain=True, out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[-2].startswith("   t=") and len(lines[-2]) == 20  # the line Ctrl-C cut
+    # the footer sums up the snapshot that was being shown, not "no audio"
+    assert lines[-1].startswith("# 0.") and "turns committed" in lines[-1]
