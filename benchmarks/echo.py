@@ -128,17 +128,18 @@ def more_scenarios(bench: Any, mat: Any, count: int) -> list[dict[str, Any]]:
     words and noise in the same geometry. Four rooms are few enough that a setting can fit
     them and fail elsewhere; the gate's figures on these are the check."""
     kinds = bench.SCENARIOS
-    return [
-        bench.build_scenario(n, d, rt, mat, bench.SEED + 100 * (1 + k // len(kinds)) + k % len(kinds))
-        for k in range(count)
-        for n, d, rt in [kinds[k % len(kinds)]]
-    ]
+    out = []
+    for k in range(count):
+        name, dist, rt60 = kinds[k % len(kinds)]
+        seed = bench.SEED + 100 * (1 + k // len(kinds)) + k % len(kinds)
+        sc = bench.build_scenario(name, dist, rt60, mat, seed)
+        out.append({**sc, "info": {**sc["info"], "name": f"{name} seed {seed}"}})
+    return out
 
 
 def gate_rows(scen: list[dict[str, Any]], cfg: Config) -> dict[str, dict[str, Any]]:
-    return {
-        f"{s['info']['name']}#{k}": gate_on_scenario(with_more_barge_ins(s), cfg) for k, s in enumerate(scen)
-    }
+    """edged's gate on each room, by the room's name."""
+    return {s["info"]["name"]: gate_on_scenario(with_more_barge_ins(s), cfg) for s in scen}
 
 
 def gate_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -217,7 +218,7 @@ def run_sweep(bench: Any, out: Path, more_rooms: int) -> None:
     points = []
     for overrides in SWEEP:
         cfg = load_config(None, list(overrides))
-        rows = {s["info"]["name"]: gate_on_scenario(with_more_barge_ins(s), cfg) for s in scen}
+        rows = gate_rows(scen, cfg)
         fig = canceller_figures(bench, mat, scen, cfg)
         extra = {"more_rooms": gate_summary(gate_rows(more, cfg))} if more else {}
         points.append({"overrides": list(overrides), **fig, **gate_summary(rows), **extra})
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mat = bench.material()
     scen = scenarios(bench, mat)
-    rows = {s["info"]["name"]: gate_on_scenario(with_more_barge_ins(s), Config()) for s in scen}
+    rows = gate_rows(scen, Config())
     print(
         "\nedged's gate on the same scenarios (whole frame loop, default config), with the user's first"
         f"\nwords also spoken at {', '.join(f'{t:g}' for t in EXTRA_ONSETS_S)} s of playback\n"

@@ -138,9 +138,8 @@ class TurnGate:
     def __init__(self, cfg: GateConfig) -> None:
         self.cfg = cfg
         self._win = _frames(cfg.start_window_ms)
-        # the share is a user-facing decimal: 0.3 of 10 frames is 3, not ceil(3.0000000000000004)
-        self._need = max(1, ceil(round(cfg.start_voiced_ratio * self._win, 9)))
-        self._need_after_turn = max(1, ceil(round(cfg.after_turn_voiced_ratio * self._win, 9)))
+        self._need = self._frames_of_window(cfg.start_voiced_ratio)
+        self._need_after_turn = self._frames_of_window(cfg.after_turn_voiced_ratio)
         self._after_turn = cfg.after_turn_ms * RATE_HZ // 1000
         self._last_commit: int | None = None  # sample at which the last turn was committed
         self._pre_roll = cfg.pre_roll_ms * RATE_HZ // 1000
@@ -166,6 +165,10 @@ class TurnGate:
         self._turns = 0
         self.phase = Phase.IDLE
         self.discards = 0
+
+    def _frames_of_window(self, share: float) -> int:
+        # the share is a user-facing decimal: 0.3 of 10 frames is 3, not ceil(3.0000000000000004)
+        return max(1, ceil(round(share * self._win, 9)))
 
     @property
     def in_turn(self) -> bool:
