@@ -39,6 +39,7 @@ from . import fastfft
 from .config import AecConfig
 
 EPS = np.float32(1e-10)
+INT16_UNIT = np.float32(1 / 32768)
 LAG_PERSIST = 25  # updates (every other frame: 0.5 s) a new lag must stay best before it is taken
 MEDIAN_STEP = 10**0.02  # the band medians move by 0.2 dB a frame
 REG_FRACTION = 0.1  # step regularisation, relative to the mean reference power per bin
@@ -130,17 +131,21 @@ class EchoCanceller:
         self._pow = np.zeros(k, dtype=np.float64)  # reference power per bin over the p partitions
         self._xpow = np.zeros((p, k), dtype=f32)  # power of each block in the filter's span
         self._xbuf = np.zeros(2 * n, dtype=f32)  # the last two reference frames
-        self._ebuf = np.zeros(2 * n, dtype=f32)  # zeros, then the error frame
+        # rows of the one forward FFT after the filter: the background error (zeros, then the
+        # frame) and the suppressor's four windowed rows
+        self._fwd = np.zeros((5, 2 * n), dtype=f32)
         self._grad = np.zeros((p, k), dtype=c64)
-        self._err = np.zeros(2)  # smoothed error energy of background, foreground
+        self._err_b = 0.0  # smoothed error energy of the background filter
+        self._err_f = 0.0  # ... and of the foreground
+        self._prod = np.zeros((2, p, k), dtype=c64)
         self._mic_energy = 0.0
         self._constrain = 0
         self._quiet_frames = p  # frames since the speaker last played: start idle
         self._win = np.sqrt(np.hanning(2 * n + 1)[:-1]).astype(f32)  # sqrt-Hann, 50 % overlap
         self._buf = np.zeros((4, 2 * n), dtype=f32)  # error, estimate, mic, reference: last two frames
+        self._analysis = self._fwd[1:]  # the suppressor's windowed rows
         self._ola = np.zeros(n, dtype=f32)
         self._win_tail = self._win[n:] ** 2  # synthesis-window share of the next frame
-        self._last_in = np.zeros(n, dtype=f32)
         self._power_prev: np.ndarray | None = None  # power spectra of the last frame's rows
         self._echo_psd = np.zeros(k, dtype=f32)  # expected residual echo per bin
         self._s_ee_yy = np.zeros((2, k), dtype=f32)  # smoothed power of output and echo estimate
@@ -154,7 +159,9 @@ class EchoCanceller:
         self._gate_psd = np.zeros(k, dtype=f32)  # the echo the speech gate expects, per bin
         # keep estimating for as long as the frame loop still treats the room as echoing
         self._settle = max(SETTLE_FRAMES, cfg.echo_hangover_ms * rate_hz // 1000 // n - self.parts)
-        self._speech = slice(int(300 * 2 * n / rate_hz), int(3400 * 2 * n / rate_hz) + 1)
+        # the bins from 300 to 3400 Hz, where a voice stands out, as weights for a dot product
+        self._speech_band = np.zeros(k, dtype=f32)
+        self._speech_band[int(300 * 2 * n / rate_hz) : int(3400 * 2 * n / rate_hz) + 1] = 1.0
         self.near_ratio_db = NO_ECHO_RATIO_DB
         self.delay_frames = 0
         # the suppressor's analysis/synthesis holds one frame; half duplex only mutes
@@ -166,48 +173,57 @@ class EchoCanceller:
 
     # -- the frame ------------------------------------------------------------------------------
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        scale = 32768.0 if np.asarray(mic).dtype.kind in "iu" else 1.0
-        d = np.asarray(mic, dtype=np.float32) * np.float32(1 / scale)
-        r = np.asarray(ref, dtype=np.float32) * np.float32(1 / scale)
+        mic, ref = np.asarray(mic), np.asarray(ref)
+        ints = mic.dtype.kind in "iu"
         n = self.n
+        buf = self._buf  # rows: error, echo estimate, mic, reference; last two frames each
+        buf[:, :n] = buf[:, n:]
+        # this frame's mic and reference go straight into their rows, as floats in [-1, 1]
+        d, r = buf[2, n:], buf[3, n:]
+        if ints:
+            np.multiply(mic, INT16_UNIT, out=d)
+            np.multiply(ref, INT16_UNIT, out=r)
+        else:
+            d[:] = mic
+            r[:] = ref
         ref_active = float(np.dot(r, r)) > self._active_energy
         if self.cfg.half_duplex:
             self.near_ratio_db = -120.0 if ref_active else 0.0
-            return np.zeros(n) if ref_active else d * scale
+            return np.zeros(n) if ref_active else np.array(mic, dtype=np.float32)
         self._quiet_frames = 0 if ref_active else self._quiet_frames + 1
         if self._quiet_frames > self.parts + self._settle:
-            return self._idle(d, r) * scale
-        x = self._aligned(r, ref_active)
-        if self._quiet_frames > self.parts:
-            # the speaker has been silent longer than the echo lasts: nothing to cancel
-            e, y = d, np.zeros(n, dtype=np.float32)
+            out = self._idle(d, r)
         else:
-            e, y = self._cancel(d, x, ref_active)
-        self._last_in = d
-        return self._suppress(e, y, d, r) * scale
+            x = self._aligned(r, ref_active)
+            if self._quiet_frames > self.parts:
+                # the speaker has been silent longer than the echo lasts: nothing to cancel
+                buf[0, n:] = d
+                buf[1, n:] = 0.0
+                np.multiply(buf, self._win, out=self._analysis)
+                spec = fastfft.rfft(self._analysis)
+            else:
+                spec = self._cancel(d, x, ref_active)
+            out = self._suppress(spec)
+        return out * np.float32(32768.0) if ints else out
 
     def _idle(self, d: np.ndarray, r: np.ndarray) -> np.ndarray:
         """No echo for a while: pass the microphone through with the suppressor's one frame of
         latency (what its analysis and synthesis give at unity gain) and keep its state as if
         it had run, so playback can start on any frame. Costs a few array copies."""
-        out = self._last_in
-        self._last_in = d
+        n = self.n
         self._push_ref(r)
         if self._tracker is not None:
             self._tracker.push_silence()
         buf = self._buf
-        buf[:, : self.n] = buf[:, self.n :]
-        buf[0, self.n :] = d
-        buf[1, self.n :] = 0.0
-        buf[2, self.n :] = d
-        buf[3, self.n :] = r
+        buf[0, n:] = d
+        buf[1, n:] = 0.0
         self._ola = self._win_tail * d
         self._power_prev = None
         self._gain[:] = 1.0
         self._echo_psd[:] = 0.0
         self._gate_psd[:] = 0.0
         self.near_ratio_db = NO_ECHO_RATIO_DB
-        return out
+        return buf[2, :n].copy()  # the last frame's microphone
 
     def _push_ref(self, r: np.ndarray) -> int:
         size = len(self._refs) // 2
@@ -244,7 +260,10 @@ class EchoCanceller:
         self._pow[:] = 0
 
     # -- linear filter ------------------------------------------------------------------------------
-    def _cancel(self, d: np.ndarray, x: np.ndarray, ref_active: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _cancel(self, d: np.ndarray, x: np.ndarray, ref_active: bool) -> np.ndarray:
+        """Filters and adapts; writes the output filter's error and echo estimate into the
+        suppressor's rows and returns their spectra. An FFT this small costs mostly its call,
+        so the background error's spectrum is taken in the same call as the suppressor's."""
         n, p = self.n, self.parts
         xb = self._xbuf
         xb[:n] = xb[n:]
@@ -257,58 +276,65 @@ class EchoCanceller:
         self._X[h] = xcur
         self._X[h + p] = xcur
         X = self._X[h : h + p]
-        ys = fastfft.irfft((self._W * X).sum(axis=1), 2 * n)[:, n:]  # both paths at once
+        np.multiply(self._W, X, out=self._prod)
+        ys = fastfft.irfft(self._prod.sum(axis=1), 2 * n)[:, n:]  # both paths at once
         e = d - ys  # [background, foreground]
-        self._err += ERR_SMOOTHING * ((e * e).sum(axis=1) - self._err)
-        self._mic_energy += ERR_SMOOTHING * (float(np.dot(d, d)) - self._mic_energy)
+        eb, ef = e
+        a = ERR_SMOOTHING
+        self._err_b += a * (float(np.dot(eb, eb)) - self._err_b)
+        self._err_f += a * (float(np.dot(ef, ef)) - self._err_f)
+        self._mic_energy += a * (float(np.dot(d, d)) - self._mic_energy)
+        copy = self._err_b < COPY_RATIO * self._err_f
+        buf = self._buf
+        buf[0, n:] = e[0 if copy else 1]
+        buf[1, n:] = ys[0 if copy else 1]
+        np.multiply(buf, self._win, out=self._analysis)
         if ref_active:
-            self._adapt(X, e[0])
-        if not self.converged and ref_active:
-            self._learning_frames += 1
-            # learnt the room, or after a while of playback still nothing the reference explains
-            # (a speaker the microphone barely hears): stop withholding barge-in either way
-            self.learnt = self._mic_energy > CONVERGED_ERLE * self._err[1] > 0
-            self.converged = self.learnt or self._learning_frames > LEARN_FRAMES
+            fwd = self._fwd
+            fwd[0, n:] = eb
+            spec = fastfft.rfft(fwd)  # the background error's, then the suppressor's
+            self._adapt(X, spec[0])
+            spec = spec[1:]
+            if not self.converged:
+                self._learning_frames += 1
+                # learnt the room, or after a while of playback still nothing the reference
+                # explains (a speaker the microphone barely hears): stop withholding barge-in
+                self.learnt = self._mic_energy > CONVERGED_ERLE * self._err_f > 0
+                self.converged = self.learnt or self._learning_frames > LEARN_FRAMES
+        else:
+            spec = fastfft.rfft(self._analysis)
         wb, wf = self._W
-        if self._err[0] < COPY_RATIO * self._err[1]:
+        if copy:
             wf[:] = wb
-            self._err[1] = self._err[0]
-            return e[0], ys[0]
-        if self._err[0] > RESET_RATIO * self._err[1] and self._err[0] > self._mic_energy:
+            self._err_f = self._err_b
+        elif self._err_b > RESET_RATIO * self._err_f and self._err_b > self._mic_energy:
             wb[:] = wf
-            self._err[0] = self._err[1]
-        return e[1], ys[1]
+            self._err_b = self._err_f
+        return spec
 
-    def _adapt(self, X: np.ndarray, eb: np.ndarray) -> None:
-        n, p = self.n, self.parts
-        self._ebuf[n:] = eb
-        E = fastfft.rfft(self._ebuf)
-        pw = np.maximum(self._pow, 0.0)
-        mu = (self.cfg.step / (pw + (REG_FRACTION / self.k) * float(pw.sum()) + 1e-9)).astype(np.float32)
+    def _adapt(self, X: np.ndarray, E: np.ndarray) -> None:
+        """`E`: spectrum of the background filter's error frame."""
+        pw = self._pow
+        reg = (REG_FRACTION / self.k) * max(float(pw.sum()), 0.0) + 1e-9
+        mu = np.divide(self.cfg.step, np.maximum(pw, 0.0) + reg, dtype=np.float32)
         grad = np.conjugate(X, out=self._grad)
         grad *= mu * E
         self._W[0] += grad
         if self._constrain % 2 == 0:  # keep each partition a causal N-tap response, two at a time
-            c = self._constrain
+            n, p, c = self.n, self.parts, self._constrain
             # a slice where it can be (fancy indexing costs more); with an odd count, the last
             # partition pairs with the first
             rows: slice | list[int] = slice(c, c + 2) if c + 2 <= p else [c % p, (c + 1) % p]
             w = fastfft.irfft(self._W[0, rows], 2 * n)
             w[:, n:] = 0
             self._W[0, rows] = fastfft.rfft(w)
-        self._constrain = (self._constrain + 1) % (2 * ((p + 1) // 2))
+        self._constrain = (self._constrain + 1) % (2 * ((self.parts + 1) // 2))
 
     # -- residual echo suppression ----------------------------------------------------------------
-    def _suppress(self, e: np.ndarray, y: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
+    def _suppress(self, spec: np.ndarray) -> np.ndarray:
+        """`spec`: this frame's windowed spectra of error, echo estimate, mic and reference."""
         n = self.n
-        buf = self._buf  # rows: error, echo estimate, mic, reference; two frames each
-        buf[:, :n] = buf[:, n:]
-        buf[0, n:] = e
-        buf[1, n:] = y
-        buf[2, n:] = d
-        buf[3, n:] = r
-        spec = fastfft.rfft(buf * self._win)
-        power = self._power_prev = spec.real**2 + spec.imag**2  # also the delay tracker's input
+        power = self._power_prev = np.multiply(spec, spec.conj()).real  # also the delay tracker's
         E, Y = spec[0], spec[1]
         pe = power[0]
         # residual echo = the part of the output coherent with the filter's echo estimate:
@@ -317,8 +343,9 @@ class EchoCanceller:
         s_ee_yy = self._s_ee_yy
         s_ee_yy += a * (power[:2] - s_ee_yy)
         see = s_ee_yy[0]
-        self._sey += a * (E * np.conj(Y) - self._sey)
-        coh = (self._sey.real**2 + self._sey.imag**2) / (see * s_ee_yy[1] + EPS)
+        sey = self._sey
+        sey += a * (E * Y.conj() - sey)
+        coh = np.multiply(sey, sey.conj()).real / (see * s_ee_yy[1] + EPS)
         # a coherence averaged over few frames reads about 1/N even for unrelated signals
         coherent = np.maximum(coh - self._coh_bias, 0.0) * (see * self._coh_unbias)
         # ... with a reverberant tail: rises with the estimate, decays like the room
@@ -329,12 +356,13 @@ class EchoCanceller:
         out = fastfft.irfft(E * g, 2 * n) * self._win
         frame = self._ola + out[:n]
         self._ola = out[n:]
-        sb = self._speech
         # the gate's expectation lingers like the room's reverberation, which the filter's tail
         # does not cover: a pause in the device's speech is not a user's word
         gate = self._gate_psd = np.maximum(coherent, self._gate_psd * self._gate_decay)
         if self.converged:
-            self.near_ratio_db = 10 * math.log10((float(pe[sb].sum()) + EPS) / (float(gate[sb].sum()) + EPS))
+            band = self._speech_band
+            near, expected = float(np.dot(pe, band)), float(np.dot(gate, band))
+            self.near_ratio_db = 10 * math.log10((near + EPS) / (expected + EPS))
         else:
             self.near_ratio_db = -NO_ECHO_RATIO_DB
         return frame
