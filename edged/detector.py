@@ -115,14 +115,14 @@ class GainedSilero:
     """The second stage's model behind its own peak-following gain (see the module note)."""
 
     def __init__(self, cfg: DetectorConfig, model: SileroVad | None = None) -> None:
-        self._silero = model or SileroVad()
+        self.model = model or SileroVad()
         self._agc = PeakGain(cfg.agc_target_dbfs, cfg.agc_release_db_per_s, cfg.agc_max_gain_db)
 
     def hear(self, frame: np.ndarray, level: float) -> float:
         """The latest speech probability after this frame (`level`: the frame's own dBFS)."""
         # the model applies the gain per chunk: one array operation every 32 ms, not each frame
-        self._silero.process(frame, self._agc.gain(level))
-        return self._silero.probability
+        self.model.process(frame, self._agc.gain(level))
+        return self.model.probability
 
 
 class DenoisedHearing:
@@ -132,14 +132,14 @@ class DenoisedHearing:
 
     def __init__(self, cfg: DetectorConfig) -> None:
         self._denoiser = Denoiser(cfg.denoise_level)
-        self._hearing = GainedSilero(cfg)
+        self.hearing = GainedSilero(cfg)
         self._alpha = FRAME_MS / cfg.talking_room_window_ms
         self.talking_share = 1.0
 
     def process(self, frame: np.ndarray) -> float:
         """`frame`: float or PCM16, as `Denoiser.process` takes it."""
         y = self._denoiser.process(frame)
-        p = self._hearing.hear(y, level_dbfs(y))
+        p = self.hearing.hear(y, level_dbfs(y))
         self.talking_share += self._alpha * ((p >= TALKING_PROBABILITY) - self.talking_share)
         return p
 
@@ -160,6 +160,19 @@ class SpeechDetector:
         self._vad_state = False
         self._floor = NoiseFloor(cfg.noise_floor_rise_db_per_s, cfg.noise_floor_fall_db_per_s)
         self._warming = cfg.warmup_ms // FRAME_MS  # frames left before a turn may start
+
+    def memory(self) -> list[np.ndarray]:
+        """The second stage's recurrent state (plain, then denoised hearing), to be recalled
+        once the device has stopped speaking: see `Pipeline`."""
+        return [m.memory() for m in self._models()]
+
+    def recall(self, memory: list[np.ndarray]) -> None:
+        for model, state in zip(self._models(), memory, strict=True):
+            model.recall(state)
+
+    def _models(self) -> list[SileroVad]:
+        hearings = (self._plain, self._denoised.hearing if self._denoised is not None else None)
+        return [h.model for h in hearings if h is not None]
 
     @property
     def hears_denoised(self) -> bool:

@@ -53,6 +53,13 @@ class SileroVad:
         self._filled = 0
         self.probability = 0.0
 
+    def memory(self) -> np.ndarray:
+        """A copy of the model's recurrent state: what it has made of the sound so far."""
+        return self._state.copy()
+
+    def recall(self, memory: np.ndarray) -> None:
+        self._state = memory.copy()
+
     def process(self, frame: np.ndarray, gain: float = 1.0) -> bool:
         """Buffer a frame, to be heard at `gain` (clipped to full scale); run the model when a
         512-sample chunk is complete. Returns True when `probability` was updated by this frame."""

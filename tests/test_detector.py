@@ -113,6 +113,33 @@ def test_silero_says_speech_on_speech_and_not_on_music(demo_audio, demo_labels) 
     assert np.mean(p[~truth] > 0.3) < 0.05
 
 
+def test_silero_recalls_a_memory_and_hears_as_it_did_then(demo_audio) -> None:
+    """Twenty seconds of music change how the model hears the speech that follows; with the
+    memory from before the music recalled, it hears that speech as if the music had not been."""
+    x, _ = demo_audio
+    music, _ = read_mono(DATA / "music_8k_20s.wav")
+    before = x[2 * RATE_HZ : 2 * RATE_HZ + 60 * 512]  # the first request
+    after = x[int(8.8 * RATE_HZ) : int(8.8 * RATE_HZ) + 60 * 512]  # the second
+
+    def hear(v: SileroVad, y: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(y) // 512 * 512, 512):
+            v.process(y[i : i + 512])
+            out.append(v.probability)
+        return np.array(out)
+
+    direct, deafened, recalled = SileroVad(), SileroVad(), SileroVad()
+    for v in (direct, deafened, recalled):
+        hear(v, before)
+    memory = recalled.memory()
+    hear(deafened, music)
+    hear(recalled, music)
+    recalled.recall(memory)
+    p_direct, p_deafened, p_recalled = hear(direct, after), hear(deafened, after), hear(recalled, after)
+    assert np.mean(np.abs(p_deafened - p_direct)) > 0.3  # the music's memory matters ...
+    np.testing.assert_allclose(p_recalled, p_direct, atol=0.05)  # ... and is gone once recalled
+
+
 def test_silero_hears_each_frame_at_its_own_gain(demo_audio) -> None:
     """The gain is applied per chunk, not per frame: a chunk spanning frames of different
     gains, the clipping at full scale and the context carried into the next chunk must be

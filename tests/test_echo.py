@@ -12,6 +12,7 @@ import pytest
 
 from edged.aec import LEARN_FRAMES, EchoCanceller
 from edged.config import Config, load_config
+from edged.pipeline import Pipeline
 from edged.replay import replay_signal
 
 RATE = 16000
@@ -75,6 +76,53 @@ def test_without_the_canceller_the_device_answers_itself(scene) -> None:
     mic, far, (during, after), _ = scene
     res = replay_signal(load_config(None, ["aec.enabled=false"]), mic, RATE, far, RATE)
     assert any(not (overlaps(t, *during) or overlaps(t, *after)) for t in res.turns)
+
+
+def test_the_second_stage_hears_the_room_again_once_a_reply_is_over(demo_audio, demo_labels) -> None:
+    """During a reply the second stage's recurrent memory learns what the canceller leaves of
+    the device's voice, which would deafen it to the user's answer (benchmarks/answers.py):
+    the room's memory from before a reply is back once the reply's echo is over, and the
+    reply's comes back when the next reply starts, unless the user talked into it."""
+    x, _ = demo_audio
+    far = np.zeros(22 * RATE, np.float32)
+    for start_s, src_s in ((2, 20.3), (11, 24.3), (17, 27.3)):  # three replies
+        far[start_s * RATE : (start_s + 4) * RATE] = segment(x, src_s, src_s + 4)
+    u = demo_labels["utterances"][1]
+    near = np.zeros_like(far)
+    words = segment(x, u["start_s"] - 0.1, u["end_s"] + 0.1)
+    near[int(4.5 * RATE) : int(4.5 * RATE) + len(words)] = words  # the user talks into the first reply
+    room = segment(x, 0.0, 2.0)  # the kitchen before anyone speaks, over and over
+    echo = np.convolve(far, room_response())[: len(far)]
+    mic = (echo + near + np.resize(room, len(far))).astype(np.float32)
+    p = Pipeline(Config(), RATE, RATE)
+    heard, made = [], []  # the memory each frame is heard with, and the one it leaves
+    process = p.detector.process
+
+    def listen(frame: np.ndarray):
+        heard.append(p.detector.memory())
+        d = process(frame)
+        made.append(p.detector.memory())
+        return d
+
+    p.detector.process = listen  # type: ignore[method-assign]
+    playing, in_turn = [], []
+    for i in range(0, len(mic), 160):
+        for r in p.process(mic[i : i + 160], far[i : i + 160]):
+            playing.append(r.playing)
+            in_turn.append(p.gate.in_turn)
+    edges = np.diff(np.array(playing, int))
+    on, off = np.flatnonzero(edges == 1) + 1, np.flatnonzero(edges == -1) + 1
+    assert len(on) == len(off) == 3
+
+    def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+        return all(np.array_equal(m, n) for m, n in zip(a, b, strict=True))
+
+    assert in_turn[off[0] - 1] and not in_turn[off[1] - 1]  # the user was still talking as reply 1 ended
+    for k in range(3):
+        assert not same(made[off[k] - 1], heard[on[k]])  # each reply changes what the model remembers
+        assert same(heard[off[k]], made[on[k] - 1])  # after it, the room's from before it
+    assert same(heard[on[1]], made[on[1] - 1])  # reply 1 heard the user: reply 2 starts as the room is
+    assert same(heard[on[2]], made[off[1] - 1])  # reply 3 starts from what reply 2 left
 
 
 def test_canceller_removes_a_linear_echo_path() -> None:
