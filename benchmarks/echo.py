@@ -75,21 +75,40 @@ def with_more_barge_ins(sc: dict[str, Any]) -> dict[str, Any]:
     return {**sc, "mic": mic, "near": near + extra}
 
 
-def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
-    mic = sc["mic"].astype(np.float32) / 32768
-    ref = sc["ref"].astype(np.float32) / 32768
+def frame_loop(mic: np.ndarray, ref: np.ndarray, cfg: Config) -> tuple[list[Start], set[int], Pipeline]:
+    """The whole frame loop over one room: the turns it started, those confirmed as speech
+    (a confirmed barge-in cancels the reply), and the pipeline (for its delay)."""
     p = Pipeline(cfg, RATE_HZ, RATE_HZ)
-    starts, confirmed = [], set()
+    starts: list[Start] = []
+    confirmed: set[int] = set()
     for i in range(0, len(mic) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
         for r in p.process(mic[i : i + FRAME_SAMPLES], ref[i : i + FRAME_SAMPLES]):
             starts += [a for a in r.actions if isinstance(a, Start)]
             confirmed.update(a.turn for a in r.actions if isinstance(a, Confirm))
+    return starts, confirmed, p
+
+
+def playing_frames(ref: np.ndarray) -> np.ndarray:
+    """Per 10 ms frame: does the speaker play (the far end above -50 dBFS)?"""
+    n = len(ref) // FRAME_SAMPLES
+    far = ref[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
+    return 10 * np.log10((far**2).mean(axis=1) + 1e-12) > -50
+
+
+def minutes(frames: np.ndarray) -> float:
+    """Minutes of the 10 ms frames a mask marks."""
+    return float(frames.sum()) * FRAME_SAMPLES / RATE_HZ / 60
+
+
+def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    mic = sc["mic"].astype(np.float32) / 32768
+    ref = sc["ref"].astype(np.float32) / 32768
+    starts, confirmed, p = frame_loop(mic, ref, cfg)
     n = len(mic) // FRAME_SAMPLES
     near = sc["near"][: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
-    far = ref[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
     near_db = 10 * np.log10((near**2).mean(axis=1) + 1e-12)
     talking = near_db > near_db.max() - 30  # the user's speech frames (ground truth)
-    playing = 10 * np.log10((far**2).mean(axis=1) + 1e-12) > -50
+    playing = playing_frames(ref)
     # a start is false when the user is silent around it (300 ms either way)
     pad = CAUGHT_MS // 10
     near_around = np.convolve(talking, np.ones(2 * pad + 1), "same") > 0
@@ -106,11 +125,11 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
     for onset in onsets:
         hits = [(k - onset) * 10 for k in at if -5 <= k - onset <= CAUGHT_MS // 10]
         latencies.append(float(min(hits)) if hits else None)
-    playback_min = playing.sum() * FRAME_SAMPLES / RATE_HZ / 60
+    playback_min = minutes(playing)
     return {
         "false_barge_ins": len(false),
         "false_cancels": sum(turn in confirmed for _, turn in false),
-        "playback_min": float(playback_min),
+        "playback_min": playback_min,
         "false_per_min": len(false) / playback_min if playback_min else 0.0,
         "barge_ins": len(onsets),
         "barge_ins_caught": sum(x is not None for x in latencies),
@@ -123,26 +142,20 @@ def nobody_talking(rooms: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
     rows above count starts only where the user is silent for 300 ms either way, and their
     extra barge-ins cover much of each room's timeline; this count has no such blind spot."""
     starts = cancels = 0
-    minutes = 0.0
+    played_min = 0.0
     for sc in rooms:
         mic = np.clip(sc["echo"] + sc["noise"], -1, 1).astype(np.float32)
         ref = sc["ref"].astype(np.float32) / 32768
-        p = Pipeline(cfg, RATE_HZ, RATE_HZ)
-        turns, confirmed = set(), set()
-        for i in range(0, len(mic) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-            for r in p.process(mic[i : i + FRAME_SAMPLES], ref[i : i + FRAME_SAMPLES]):
-                turns.update(a.turn for a in r.actions if isinstance(a, Start))
-                confirmed.update(a.turn for a in r.actions if isinstance(a, Confirm))
+        started, confirmed, _ = frame_loop(mic, ref, cfg)
+        turns = {a.turn for a in started}
         starts += len(turns)
         cancels += len(turns & confirmed)
-        n = len(ref) // FRAME_SAMPLES
-        level = 10 * np.log10((ref[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES) ** 2).mean(axis=1) + 1e-12)
-        minutes += float((level > -50).sum()) * FRAME_SAMPLES / RATE_HZ / 60
+        played_min += minutes(playing_frames(ref))
     return {
         "rooms": len(rooms),
         "false_barge_ins": starts,
-        "false_barge_ins_per_min": starts / minutes if minutes else 0.0,
-        "false_cancels_per_min": cancels / minutes if minutes else 0.0,
+        "false_barge_ins_per_min": starts / played_min if played_min else 0.0,
+        "false_cancels_per_min": cancels / played_min if played_min else 0.0,
     }
 
 
