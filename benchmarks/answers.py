@@ -32,6 +32,7 @@ from scipy.signal import fftconvolve
 from edged.config import Config, load_config
 from edged.frames import FRAME_SAMPLES, RATE_HZ
 from edged.replay import replay_signal
+from edged.scoring import score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from echo import DEFAULT_BENCH, EXTRA_WORDS, RESULTS, load_bench, more_scenarios, scenarios
@@ -39,7 +40,6 @@ from echo import DEFAULT_BENCH, EXTRA_WORDS, RESULTS, load_bench, more_scenarios
 REPLY_ENDS_S = (8.0, 24.5, 29.0)  # the reply is cut at its first pause after each of these
 GAPS_S = (0.3, 0.7, 1.5)  # the user answers this long after the reply ends
 REQUEST_AT_S = 0.4  # with --request: the user's words start here, the reply a second after them
-COVER = 0.8
 
 
 def answer_scene(
@@ -49,8 +49,9 @@ def answer_scene(
     end_s: float,
     gap_s: float,
     request: bool,
-) -> tuple[np.ndarray, np.ndarray, float, tuple[float, float]]:
-    """(mic, reference, the reply's true end in s, the answer's span in ms)."""
+) -> tuple[np.ndarray, np.ndarray, float, list[tuple[float, float]]]:
+    """(mic, reference, the reply's true end in s, the spans in ms of what the user says:
+    the request if any, then the answer)."""
     ref = sc["ref"] / 32768
     per_frame = (ref[: len(ref) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES) ** 2).sum(axis=1)
     k = int(end_s * 100)
@@ -75,36 +76,38 @@ def answer_scene(
     w = np.clip((np.arange(total) - bench.CHANGE * RATE_HZ) / (0.01 * RATE_HZ), 0, 1)
     echo = (1 - w) * path(bench.DELAY_A, h_a) + w * path(bench.DELAY_B, h_b)
     at = int((end_s + gap_s) * RATE_HZ)
-    answer = np.zeros(n)
-    answer[at : at + len(words)] = words[: max(0, n - at)]
-    user = answer.copy()
-    if request:
-        q = int(REQUEST_AT_S * RATE_HZ)
-        user[q : q + len(words)] += words[: n - q]
+    said = [int(REQUEST_AT_S * RATE_HZ)] if request else []
+    said.append(int((end_s + gap_s) * RATE_HZ))
+    user = np.zeros(n)
+    spans = []
+    for at in said:
+        alone = np.zeros(n)
+        alone[at : at + len(words)] = words[: max(0, n - at)]
+        level = 10 * np.log10((alone.reshape(-1, FRAME_SAMPLES) ** 2).mean(axis=1) + 1e-12)
+        active = np.flatnonzero(level > level.max() - 30)
+        spans.append((float(active[0]) * 10.0, float(active[-1] + 1) * 10.0))
+        user += alone
     mic = np.clip(echo[:n] + sc["noise"][:n] + user, -1, 1).astype(np.float32)
-    level = 10 * np.log10((answer.reshape(-1, FRAME_SAMPLES) ** 2).mean(axis=1) + 1e-12)
-    active = np.flatnonzero(level > level.max() - 30)
-    span = (float(active[0]) * 10.0, float(active[-1] + 1) * 10.0)
-    return mic, played[:n].astype(np.float32), end_s, span
+    return mic, played[:n].astype(np.float32), end_s, spans
 
 
-def score_answer(turns: list[dict[str, Any]], span: tuple[float, float], request_ms: float) -> dict[str, Any]:
-    on, off = span
-    hits = [t for t in turns if t["upload_start_ms"] < off and t["upload_end_ms"] > on]
-    covered = sum(max(0.0, min(t["upload_end_ms"], off) - max(t["upload_start_ms"], on)) for t in hits)
-    false = [t for t in turns if t not in hits and t["start_ms"] >= request_ms]
+def score_answer(turns: list[dict[str, Any]], spans: list[tuple[float, float]]) -> dict[str, Any]:
+    """The answer (the last span) scored as the detection corpus scores an utterance; a false
+    turn overlaps nothing the user said."""
+    scores, false_turns = score(turns, spans)
+    answer = scores[-1]
+    on, off = spans[-1]
+    first = next((t for t in turns if t["upload_start_ms"] < off and t["upload_end_ms"] > on), None)
     return {
-        "caught": bool(covered >= COVER * (off - on)),
-        "clipped": bool(hits) and hits[0]["upload_start_ms"] > on,
-        "start_after_onset_ms": hits[0]["start_ms"] - on if hits else None,
-        "false_turns_ms": [t["start_ms"] for t in false],
+        "caught": answer.detected,
+        "clipped": answer.clipped,
+        "start_after_onset_ms": first["start_ms"] - on if first else None,
+        "false_turns": false_turns,
     }
 
 
 def run(bench: Any, rooms: list[dict[str, Any]], cfg: Config, request: bool) -> list[dict[str, Any]]:
     paths: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
-    # with a request, its own turn is not a false one
-    request_ms = (REQUEST_AT_S + EXTRA_WORDS[1] - EXTRA_WORDS[0] + 0.5) * 1000 if request else 0.0
     out = []
     for sc in rooms:
         key = (sc["info"]["dist_m"], sc["info"]["rt60_nominal"])
@@ -113,9 +116,9 @@ def run(bench: Any, rooms: list[dict[str, Any]], cfg: Config, request: bool) -> 
             paths[key] = (h_a, h_b)
         for end_s in REPLY_ENDS_S:
             for gap_s in GAPS_S:
-                mic, ref, true_end_s, span = answer_scene(bench, sc, paths[key], end_s, gap_s, request)
+                mic, ref, true_end_s, spans = answer_scene(bench, sc, paths[key], end_s, gap_s, request)
                 turns = replay_signal(cfg, mic, RATE_HZ, ref, RATE_HZ).turns
-                r = score_answer(turns, span, request_ms)
+                r = score_answer(turns, spans)
                 out.append({"room": sc["info"]["name"], "reply_end_s": true_end_s, "gap_s": gap_s, **r})
     return out
 
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             "caught": sum(r["caught"] for r in g),
             "clipped": sum(r["clipped"] for r in g),
             "start_after_onset_ms_median": float(np.median(starts)) if starts else None,
-            "false_turns": sum(len(r["false_turns_ms"]) for r in g),
+            "false_turns": sum(r["false_turns"] for r in g),
         }
         summary[f"{gap_s:g}"] = s
         med = f"{s['start_after_onset_ms_median']:.0f}" if starts else "-"

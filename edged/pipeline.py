@@ -153,7 +153,7 @@ class Pipeline:
         voice, and its recurrent memory learns that murmur as the room. That keeps it from
         taking the residual for a user, but deafened it to the user's answer: on 20 of
         aec_bench's rooms it missed 28 of 180 answers given 0.3-1.5 s after the reply and
-        clipped 23 (benchmarks/answers.py). So it keeps two memories, swapped as the device
+        clipped 21 (benchmarks/answers.py). So it keeps two memories, swapped as the device
         starts and stops speaking: the room's, and the one it made of the last reply's
         residual. Then all 180 were caught and none clipped, with no more false turns, and
         benchmarks/echo.py's 20 rooms caught 63 barge-ins of 140 (53 before) with 3 false
