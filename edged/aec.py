@@ -16,8 +16,9 @@ Three stages, per 10 ms frame on the 16 kHz clock, numpy only:
    copied as soon as it is better.
 3. Residual echo suppression for what a linear filter cannot remove (the
    loudspeaker's distortion, the tail beyond the filter): per-bin gains from
-   the filter's echo estimate times a learned leakage, with a decay like a
-   room's reverberation, floored at `suppression_db`.
+   the part of the output coherent with the filter's echo estimate, but at
+   least `distortion_db` below that estimate (distortion is not coherent with
+   it), with a decay like a room's reverberation, floored at `suppression_db`.
 
 `near_ratio_db` tells the speech gate how far the output stands above the
 echo the canceller expects to have left: during playback only frames well
@@ -154,6 +155,7 @@ class EchoCanceller:
         self._sey = np.zeros(k, dtype=np.complex64)
         self._gain = np.ones(k, dtype=f32)
         self._gmin = np.float32(10 ** (-cfg.suppression_db / 20))
+        self._distortion = np.float32(10 ** (-cfg.distortion_db / 10))
         self._decay = np.float32(np.exp(-n / rate_hz / (cfg.echo_decay_ms / 1000)))
         self._gate_decay = np.float32(np.exp(-n / rate_hz / (cfg.barge_in_decay_ms / 1000)))
         self._gate_psd = np.zeros(k, dtype=f32)  # the echo the speech gate expects, per bin
@@ -348,8 +350,11 @@ class EchoCanceller:
         coh = np.multiply(sey, sey.conj()).real / (see * s_ee_yy[1] + EPS)
         # a coherence averaged over few frames reads about 1/N even for unrelated signals
         coherent = np.maximum(coh - self._coh_bias, 0.0) * (see * self._coh_unbias)
+        # the loudspeaker's distortion is not coherent with the linear estimate, yet it follows
+        # its level: at least that share of the estimate is residual
+        resid = np.maximum(coherent, self._distortion * s_ee_yy[1])
         # ... with a reverberant tail: rises with the estimate, decays like the room
-        resid = self._echo_psd = np.maximum(coherent, self._echo_psd * self._decay)
+        resid = self._echo_psd = np.maximum(resid, self._echo_psd * self._decay)
         g = np.maximum(1.0 - self.cfg.oversubtraction * resid / (pe + EPS), self._gmin)
         # fall at once on echo, recover over a few frames (no musical noise, no clipped onsets)
         g = self._gain = np.minimum(g, self._gain + 0.5 * (g - self._gain))

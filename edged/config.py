@@ -189,6 +189,13 @@ class AecConfig:
     oversubtraction: float = _num(
         4.0, 0.5, 10.0, "how much margin the suppressor keeps over the residual echo it expects"
     )
+    distortion_db: float = _num(
+        33.0,
+        10.0,
+        120.0,
+        "how far below the echo the loudspeaker's distortion lies, which no linear filter removes: "
+        "the suppressor expects at least this much of the echo estimate to remain (dB; 120: none)",
+    )
     echo_decay_ms: int = _num(
         60, 5, 1000, "how long the suppressor expects echo to linger after the estimate falls (ms)"
     )
