@@ -212,6 +212,13 @@ class AecConfig:
     barge_in_margin_db: float = _num(
         8.0, 0.0, 40.0, "during playback, how far above the expected echo a frame must be to be the user (dB)"
     )
+    barge_in_min_dbfs: float = _num(
+        -58.0,
+        -120.0,
+        0.0,
+        "during playback, quieter frames never start a barge-in: someone talking over the device is "
+        "louder, the canceller's residual is not (dBFS at the microphone; -120: off)",
+    )
     far_end_active_dbfs: float = _num(
         -50.0,
         -120.0,

@@ -130,9 +130,10 @@ class Pipeline:
         if playing and self.aec.near_ratio_db < self.cfg.aec.barge_in_margin_db:
             # while the speaker plays, only what stands above the expected echo can be the user
             d = replace(d, onset=False, trigger=False, speech=False)
-        elif playing and not d.loud:
-            # nor can what barely stands above the room's floor: there the second stage hears
-            # the canceller's residual, amplified, and residual echo is the device's own voice
+        elif playing and (not d.loud or d.level_dbfs < self.cfg.aec.barge_in_min_dbfs):
+            # nor can what barely stands above the room's floor, or is quieter than anyone
+            # talking over the device: there the second stage hears the canceller's residual,
+            # amplified, and residual echo is the device's own voice
             d = replace(d, trigger=False)
         if tm:
             tm.mark("detector")

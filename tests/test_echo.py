@@ -72,6 +72,26 @@ def test_barge_in_is_heard_and_echo_is_not(scene) -> None:
     assert p0 < first["start_ms"] < p1  # ... while the reply is still playing
 
 
+def test_a_barge_in_quieter_than_the_floor_for_barge_ins_is_not_taken(scene, demo_audio, demo_labels) -> None:
+    """With the microphone 40 dB less sensitive, most of the user's words over the reply stand
+    under `aec.barge_in_min_dbfs`, where only the canceller's residual is: they do not
+    interrupt. The same quiet voice is heard once the device is silent, and over the reply
+    with the floor off."""
+    mic, far, (during, after), _ = scene
+    gain = np.float32(10 ** (-40 / 20))
+    x, _ = demo_audio
+    u = demo_labels["utterances"][0]  # the words spoken over the reply in `scene`
+    words = segment(x, u["start_s"], u["end_s"]) * gain
+    frames = words[: len(words) // 160 * 160].reshape(-1, 160)
+    assert np.median(10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)) < Config().aec.barge_in_min_dbfs
+    quiet = (mic * gain).astype(np.float32)
+    turns = replay_signal(Config(), quiet, RATE, far, RATE).turns
+    assert not any(overlaps(t, *during) for t in turns)
+    assert any(overlaps(t, *after) for t in turns)
+    turns = replay_signal(load_config(None, ["aec.barge_in_min_dbfs=-120"]), quiet, RATE, far, RATE).turns
+    assert any(overlaps(t, *during) and t["barge_in"] for t in turns)
+
+
 def test_without_the_canceller_the_device_answers_itself(scene) -> None:
     mic, far, (during, after), _ = scene
     res = replay_signal(load_config(None, ["aec.enabled=false"]), mic, RATE, far, RATE)
