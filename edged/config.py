@@ -217,7 +217,7 @@ class AecConfig:
         -120.0,
         0.0,
         "during playback, quieter frames never start a barge-in: someone talking over the device is "
-        "louder, the canceller's residual is not (dBFS at the microphone; -120: off)",
+        "louder, the canceller's residual is not (dBFS of the cancelled signal; -120: off)",
     )
     far_end_active_dbfs: float = _num(
         -50.0,
