@@ -73,6 +73,13 @@ class DetectorConfig:
     hold_probability: float = _num(
         0.15, 0.01, 0.99, "Silero speech probability that keeps a turn going (below: trailing silence)"
     )
+    bridge_ms: int = _num(
+        2000,
+        0,
+        30000,
+        "longest stretch in which the fast stage alone keeps a turn going while Silero hears no "
+        "speech: a tap or traffic starting after the user's words cannot hold the turn (ms; 0: no limit)",
+    )
     agc_target_dbfs: float = _num(
         -5.0, -40.0, 0.0, "the second stage hears the room's loud parts at this level (dBFS)"
     )

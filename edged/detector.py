@@ -160,6 +160,7 @@ class SpeechDetector:
         self._vad_state = False
         self._floor = NoiseFloor(cfg.noise_floor_rise_db_per_s, cfg.noise_floor_fall_db_per_s)
         self._warming = cfg.warmup_ms // FRAME_MS  # frames left before a turn may start
+        self._since_held = 0  # frames since the second stage last heard speech
 
     def memory(self) -> list[np.ndarray]:
         """The second stage's recurrent state (plain, then denoised hearing), to be recalled
@@ -226,5 +227,8 @@ class SpeechDetector:
         # combined: Silero starts turns; the fast stage anchors where speech began and,
         # once a turn runs, bridges the dips of Silero's probability on reverberant speech
         onset = self._vad_state and audible and level >= floor + cfg.onset_margin_db
-        speech = held or fast
+        # ... but only for so long: a tap or traffic starting right after the user's words is
+        # loud over the floor and webrtcvad calls it speech, yet the second stage hears none
+        self._since_held = 0 if held else self._since_held + 1
+        speech = held or (fast and (cfg.bridge_ms == 0 or self._since_held * FRAME_MS <= cfg.bridge_ms))
         return Decision(level, floor, self._vad_state, loud, prob, onset, trigger, speech, p_dn, talking)
