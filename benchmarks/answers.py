@@ -35,7 +35,7 @@ from edged.replay import replay_signal
 from edged.scoring import score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from echo import DEFAULT_BENCH, EXTRA_WORDS, RESULTS, load_bench, more_scenarios, scenarios
+from echo import DEFAULT_BENCH, EXTRA_WORDS, RESULTS, load_bench, more_scenarios, scenarios, voiced_frames
 
 REPLY_ENDS_S = (8.0, 24.5, 29.0)  # the reply is cut at its first pause after each of these
 GAPS_S = (0.3, 0.7, 1.5)  # the user answers this long after the reply ends
@@ -75,7 +75,6 @@ def answer_scene(
 
     w = np.clip((np.arange(total) - bench.CHANGE * RATE_HZ) / (0.01 * RATE_HZ), 0, 1)
     echo = (1 - w) * path(bench.DELAY_A, h_a) + w * path(bench.DELAY_B, h_b)
-    at = int((end_s + gap_s) * RATE_HZ)
     said = [int(REQUEST_AT_S * RATE_HZ)] if request else []
     said.append(int((end_s + gap_s) * RATE_HZ))
     user = np.zeros(n)
@@ -83,8 +82,7 @@ def answer_scene(
     for at in said:
         alone = np.zeros(n)
         alone[at : at + len(words)] = words[: max(0, n - at)]
-        level = 10 * np.log10((alone.reshape(-1, FRAME_SAMPLES) ** 2).mean(axis=1) + 1e-12)
-        active = np.flatnonzero(level > level.max() - 30)
+        active = np.flatnonzero(voiced_frames(alone))
         spans.append((float(active[0]) * 10.0, float(active[-1] + 1) * 10.0))
         user += alone
     mic = np.clip(echo[:n] + sc["noise"][:n] + user, -1, 1).astype(np.float32)

@@ -88,11 +88,21 @@ def frame_loop(mic: np.ndarray, ref: np.ndarray, cfg: Config) -> tuple[list[Star
     return starts, confirmed, p
 
 
+def frame_db(x: np.ndarray) -> np.ndarray:
+    """Level of each whole 10 ms frame (dB of full scale)."""
+    n = len(x) // FRAME_SAMPLES
+    return 10 * np.log10((x[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES) ** 2).mean(axis=1) + 1e-12)
+
+
+def voiced_frames(x: np.ndarray) -> np.ndarray:
+    """The frames of a lone voice that carry its speech: within 30 dB of its loudest."""
+    level = frame_db(x)
+    return level > level.max() - 30
+
+
 def playing_frames(ref: np.ndarray) -> np.ndarray:
     """Per 10 ms frame: does the speaker play (the far end above -50 dBFS)?"""
-    n = len(ref) // FRAME_SAMPLES
-    far = ref[: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
-    return 10 * np.log10((far**2).mean(axis=1) + 1e-12) > -50
+    return frame_db(ref) > -50
 
 
 def minutes(frames: np.ndarray) -> float:
@@ -105,9 +115,7 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
     ref = sc["ref"].astype(np.float32) / 32768
     starts, confirmed, p = frame_loop(mic, ref, cfg)
     n = len(mic) // FRAME_SAMPLES
-    near = sc["near"][: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES)
-    near_db = 10 * np.log10((near**2).mean(axis=1) + 1e-12)
-    talking = near_db > near_db.max() - 30  # the user's speech frames (ground truth)
+    talking = voiced_frames(sc["near"][: n * FRAME_SAMPLES])  # the user's speech frames (ground truth)
     playing = playing_frames(ref)
     # a start is false when the user is silent around it (300 ms either way)
     pad = CAUGHT_MS // 10
