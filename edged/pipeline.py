@@ -127,8 +127,9 @@ class Pipeline:
         if tm:
             tm.mark("echo")
         d = self.detector.process(clean)
-        if playing and self.aec.near_ratio_db < self.cfg.aec.barge_in_margin_db:
-            # while the speaker plays, only what stands above the expected echo can be the user
+        if playing and not self._near_end(d):
+            # while the speaker plays, only what stands above the expected echo, or repeats at a
+            # period the device's voice has not had, can be the user
             d = replace(d, onset=False, trigger=False, speech=False)
         elif playing and (not d.loud or d.level_dbfs < self.cfg.aec.barge_in_min_dbfs):
             # nor can what barely stands above the room's floor, or is quieter than anyone
@@ -148,6 +149,19 @@ class Pipeline:
             if tm:
                 tm.mark("encode")
         return res
+
+    def _near_end(self, d: Decision) -> bool:
+        """Does this frame carry more than the device's own voice (see `edged.aec`)? The pitch
+        comparison costs two FFTs: it runs only where its answer changes the decision."""
+        cfg, aec = self.cfg.aec, self.aec
+        ratio = aec.near_ratio_db
+        if ratio >= cfg.barge_in_margin_db:
+            return True
+        if ratio < cfg.barge_in_pitch_margin_db or cfg.barge_in_pitch > 1.0:
+            return False
+        if not (d.onset or d.trigger or d.speech):
+            return False  # nothing to take away
+        return aec.near_pitch() >= cfg.barge_in_pitch
 
     def _keep_room_memory(self, playing: bool) -> None:
         """While the device speaks, the second stage hears what the canceller leaves of its

@@ -102,6 +102,34 @@ def test_a_barge_in_quieter_than_the_floor_for_barge_ins_is_not_taken(scene, dem
     assert any(overlaps(t, *during) and t["barge_in"] for t in turns)
 
 
+def test_a_barge_in_over_a_loud_clipping_speaker_is_told_apart_by_its_pitch(demo_audio, demo_labels) -> None:
+    """The reply comes 20 dB louder than the user through a clipping speaker and a
+    reverberant room: the canceller's residual stands close to the user's voice, and the
+    level over the expected echo alone takes the user only after a second and more. The
+    user's voice repeats at periods the device's voice did not have: caught at the onset,
+    and the device's own voice still starts nothing."""
+    x, _ = demo_audio
+    n = 14 * RATE
+    far = np.zeros(n, np.float32)
+    reply = segment(x, 20.3, 31.3)
+    far[2 * RATE : 2 * RATE + len(reply)] = reply
+    u = demo_labels["utterances"][0]
+    words = segment(x, u["start_s"] - 0.1, u["end_s"] + 0.1)
+    near = np.zeros(n, np.float32)
+    near[8 * RATE : 8 * RATE + len(words)] = words
+    during = (8100.0, 8100.0 + (u["end_s"] - u["start_s"]) * 1000)
+    echo = np.convolve(np.tanh(3 * far) / 3, room_response(rt60_s=0.5))[:n]
+    echo *= 10 ** (20 / 20) * np.sqrt(np.mean(words**2) / np.mean(echo[echo != 0] ** 2))
+    mic = (near + echo).astype(np.float32)
+    latency = {}
+    for pitch in (Config().aec.barge_in_pitch, 2.0):
+        turns = replay_signal(load_config(None, [f"aec.barge_in_pitch={pitch}"]), mic, RATE, far, RATE).turns
+        assert all(overlaps(t, *during) for t in turns), turns  # none in the device's voice alone
+        latency[pitch] = min((t["start_ms"] - during[0] for t in turns if t["barge_in"]), default=np.inf)
+    assert latency[Config().aec.barge_in_pitch] < 300
+    assert latency[2.0] > 1000
+
+
 def test_without_the_canceller_the_device_answers_itself(scene) -> None:
     mic, far, (during, after), _ = scene
     res = replay_signal(load_config(None, ["aec.enabled=false"]), mic, RATE, far, RATE)
