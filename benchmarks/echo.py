@@ -213,8 +213,9 @@ def gate_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 # The canceller's trade-off: how hard the residual is suppressed (oversubtraction, floor), how
-# much of the room the linear filter covers, and how far above the expected echo the gate
-# wants the user. Each point differs from the shipped configuration in the keys shown.
+# much of the room the linear filter covers, and how far above the expected echo (and how far
+# from the device's own pitch) the gate wants the user. Each point differs from the shipped
+# configuration in the keys shown.
 SWEEP: tuple[tuple[str, ...], ...] = (
     (),
     ("aec.oversubtraction=1",),
@@ -228,6 +229,10 @@ SWEEP: tuple[tuple[str, ...], ...] = (
     ("aec.barge_in_margin_db=4",),
     ("aec.barge_in_margin_db=6",),
     ("aec.barge_in_margin_db=12",),
+    ("aec.barge_in_pitch=2",),
+    ("aec.barge_in_pitch=0.4",),
+    ("aec.barge_in_pitch=0.6",),
+    ("aec.barge_in_pitch_margin_db=0",),
     ("aec.half_duplex=true",),
 )
 
@@ -271,6 +276,7 @@ def run_sweep(bench: Any, out: Path, more_rooms: int) -> None:
         rows = gate_rows(scen, cfg)
         fig = canceller_figures(bench, mat, scen, cfg)
         extra = {"more_rooms": gate_summary(gate_rows(more, cfg))} if more else {}
+        extra["nobody_talking"] = nobody_talking(scen + more, cfg)
         points.append({"overrides": list(overrides), **fig, **gate_summary(rows), **extra})
         print(f"done {' '.join(overrides) or 'shipped'}", file=sys.stderr)
     print(
@@ -281,11 +287,12 @@ def run_sweep(bench: Any, out: Path, more_rooms: int) -> None:
     more_head = f" | {more_rooms} more rooms: gate false/min | caught" if more_rooms else ""
     print(
         "| differs from shipped | ERLE ss dB | reT10 ms | PESQ DT | m3 DT recall % | m3 trig/min "
-        f"| gate false/min | of which cancel | caught ≤ {CAUGHT_MS} ms | CPU med µs{more_head} |"
+        f"| gate false/min | of which cancel | caught ≤ {CAUGHT_MS} ms | CPU med µs{more_head} "
+        f"| nobody talking ({len(scen) + len(more)} rooms): false/min |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if more_rooms else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if more_rooms else "") + "---|")
     for pt in points:
-        m = pt.get("more_rooms")
+        m, quiet = pt.get("more_rooms"), pt["nobody_talking"]
         more_cells = (
             f" {m['false_barge_ins_per_min']:.2f} | {m['barge_ins_caught']}/{m['barge_ins']} |" if m else ""
         )
@@ -294,7 +301,7 @@ def run_sweep(bench: Any, out: Path, more_rooms: int) -> None:
             f"| {pt['pesq_dt']:.2f} | {100 * pt['vad3_dt_recall']:.1f} | {pt['vad3_trig_per_min']:.2f} "
             f"| {pt['false_barge_ins_per_min']:.2f} | {pt['false_cancels_per_min']:.2f} "
             f"| {pt['barge_ins_caught']}/{pt['barge_ins']} "
-            f"| {pt['cpu_us_median']:.0f} |{more_cells}"
+            f"| {pt['cpu_us_median']:.0f} |{more_cells} {quiet['false_barge_ins_per_min']:.2f} |"
         )
     out.write_text(json.dumps({"points": points}, indent=1))
     print(f"\nwrote {out}")
