@@ -345,7 +345,7 @@ class EchoCanceller:
     def near_pitch(self) -> float:
         """How much more periodic the filter's error is, at its strongest period, than the echo
         estimate has been at that period of late (see the module note); 0 while the filter
-        does not run. Costs two FFTs of 17 rows (80 µs here): the frame loop asks only where
+        does not run. Costs two FFTs of 17 rows (about 80 µs here): the frame loop asks only where
         the answer changes its decision (5 % of the frames of a reply nobody talks over)."""
         if not self._pitch_valid:
             return 0.0
