@@ -102,6 +102,35 @@ def test_a_barge_in_quieter_than_the_floor_for_barge_ins_is_not_taken(scene, dem
     assert any(overlaps(t, *during) and t["barge_in"] for t in turns)
 
 
+def test_the_residual_repeats_at_the_device_pitch_and_the_user_at_their_own() -> None:
+    """A device voice at 120 Hz, in syllables, through a room with echoes: what the filter
+    leaves of it never reads as another pitch. A user at 210 Hz over it does, clearly above
+    the bar the gate uses."""
+    t = np.arange(6 * RATE) / RATE
+
+    def voice(f0: float) -> np.ndarray:
+        return 0.1 * sum(np.sin(2 * np.pi * k * f0 * t + k) / k for k in range(1, 8))
+
+    syllables = np.tile(np.r_[np.ones(4000), np.zeros(800)], 20)[: len(t)]
+    far = (voice(120) * syllables).astype(np.float32)
+    h = np.zeros(400)
+    h[[16, 100, 250]] = 1.0, 0.3, -0.1
+    echo = np.convolve(far, h)[: len(far)]
+    user = np.where((t >= 4) & (t < 5), 0.3 * voice(210), 0.0)
+    bar = Config().aec.barge_in_pitch
+    for mic, talking in ((echo, False), (echo + user, True)):
+        ec = EchoCanceller()
+        assert ec.near_pitch() == 0.0  # nothing played yet: nothing to compare
+        pitch = []
+        for i in range(0, len(far), 160):
+            ec.process(mic[i : i + 160].astype(np.float32), far[i : i + 160])
+            pitch.append(ec.near_pitch())
+        if talking:
+            assert np.median(pitch[410:500]) > bar + 0.2
+        else:
+            assert max(pitch[100:]) < bar
+
+
 def test_a_barge_in_over_a_loud_clipping_speaker_is_told_apart_by_its_pitch(demo_audio, demo_labels) -> None:
     """The reply comes 20 dB louder than the user through a clipping speaker and a
     reverberant room: the canceller's residual stands close to the user's voice, and the
