@@ -235,7 +235,11 @@ class AecConfig:
         "be there than the device's voice was (over 1: off)",
     )
     barge_in_pitch_margin_db: float = _num(
-        2.0, -40.0, 40.0, "... and how far above the expected echo such a frame must still be (dB)"
+        2.0,
+        -40.0,
+        40.0,
+        "during playback, how far above the expected echo a frame must still be for its pitch to count "
+        "(see barge_in_pitch) (dB)",
     )
     far_end_active_dbfs: float = _num(
         -50.0,
