@@ -7,6 +7,8 @@ playback (a barge-in) and once after it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -40,26 +42,41 @@ def erle_db(mic: np.ndarray, out: np.ndarray, span: slice) -> float:
     return float(10 * np.log10(np.sum(mic[span] ** 2) / np.sum(out[span] ** 2)))
 
 
+def build_scene(
+    x: np.ndarray,
+    said: list[tuple[dict, float]],
+    seconds: int,
+    *,
+    over_db: float = 10.0,
+    rt60_s: float = 0.3,
+    speaker: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]], tuple[float, float]]:
+    """The JFK passage plays from 2 s as the assistant's reply, through `speaker` (a
+    loudspeaker's distortion) and a room, `over_db` louder than the user, who says each
+    utterance of `said` at its time (s). Returns the microphone, the reply, the spans of
+    the user's words and of the reply (ms)."""
+    n = seconds * RATE
+    far = np.zeros(n, np.float32)
+    reply = segment(x, 20.3, 31.3)
+    far[2 * RATE : 2 * RATE + len(reply)] = reply
+    near = np.zeros(n, np.float32)
+    spans = []
+    for u, at in said:
+        s = segment(x, u["start_s"] - 0.1, u["end_s"] + 0.1)
+        near[int(at * RATE) : int(at * RATE) + len(s)] = s
+        spans.append((at * 1000 + 100, at * 1000 + 100 + (u["end_s"] - u["start_s"]) * 1000))
+    echo = np.convolve(far if speaker is None else speaker(far), room_response(rt60_s=rt60_s))[:n]
+    echo *= 10 ** (over_db / 20) * np.sqrt(np.mean(near[near != 0] ** 2) / np.mean(echo[echo != 0] ** 2))
+    mic = (near + echo).astype(np.float32)
+    return mic, far, spans, (2000.0, 2000.0 + len(reply) * 1000 / RATE)
+
+
 @pytest.fixture(scope="module")
 def scene(demo_audio, demo_labels):
     x, rate = demo_audio
     assert rate == RATE
-    n = 22 * RATE
-    far = np.zeros(n, np.float32)
-    reply = segment(x, 20.3, 31.3)  # the JFK passage plays as the assistant's reply
-    far[2 * RATE : 2 * RATE + len(reply)] = reply
     u1, u2 = demo_labels["utterances"][0], demo_labels["utterances"][5]
-    near = np.zeros(n, np.float32)
-    spans = []
-    for u, at in ((u1, 8.0), (u2, 17.0)):
-        s = segment(x, u["start_s"] - 0.1, u["end_s"] + 0.1)
-        near[int(at * RATE) : int(at * RATE) + len(s)] = s
-        spans.append((at * 1000 + 100, at * 1000 + 100 + (u["end_s"] - u["start_s"]) * 1000))
-    echo = np.convolve(far, room_response())[:n]
-    echo *= 10 ** (10 / 20) * np.sqrt(np.mean(near[near != 0] ** 2) / np.mean(echo[echo != 0] ** 2))
-    mic = (near + echo).astype(np.float32)
-    playback = (2000.0, 2000.0 + len(reply) * 1000 / RATE)
-    return mic, far, spans, playback
+    return build_scene(x, [(u1, 8.0), (u2, 17.0)], 22)
 
 
 def overlaps(t: dict, a: float, b: float) -> bool:
@@ -138,18 +155,12 @@ def test_a_barge_in_over_a_loud_clipping_speaker_is_told_apart_by_its_pitch(demo
     user's voice repeats at periods the device's voice did not have: caught at the onset,
     and the device's own voice still starts nothing."""
     x, _ = demo_audio
-    n = 14 * RATE
-    far = np.zeros(n, np.float32)
-    reply = segment(x, 20.3, 31.3)
-    far[2 * RATE : 2 * RATE + len(reply)] = reply
-    u = demo_labels["utterances"][0]
-    words = segment(x, u["start_s"] - 0.1, u["end_s"] + 0.1)
-    near = np.zeros(n, np.float32)
-    near[8 * RATE : 8 * RATE + len(words)] = words
-    during = (8100.0, 8100.0 + (u["end_s"] - u["start_s"]) * 1000)
-    echo = np.convolve(np.tanh(3 * far) / 3, room_response(rt60_s=0.5))[:n]
-    echo *= 10 ** (20 / 20) * np.sqrt(np.mean(words**2) / np.mean(echo[echo != 0] ** 2))
-    mic = (near + echo).astype(np.float32)
+
+    def speaker(f: np.ndarray) -> np.ndarray:  # a loudspeaker that soft-clips
+        return np.tanh(3 * f) / 3
+
+    said = [(demo_labels["utterances"][0], 8.0)]
+    mic, far, (during,), _ = build_scene(x, said, 14, over_db=20, rt60_s=0.5, speaker=speaker)
     latency = {}
     for pitch in (Config().aec.barge_in_pitch, 2.0):
         turns = replay_signal(load_config(None, [f"aec.barge_in_pitch={pitch}"]), mic, RATE, far, RATE).turns
