@@ -112,6 +112,13 @@ class DetectorConfig:
         "while the room is talking, the Silero speech probability on the plain audio that starts a turn "
         "(a voice close to the device reads higher than a TV across the room)",
     )
+    talking_room_over_floor_db: float = _num(
+        20.0,
+        0.0,
+        120.0,
+        "a frame this far above the noise floor is not the room's background talk: there the denoised "
+        "audio may start and keep a turn even while the room is talking (dB; 120: never)",
+    )
     warmup_ms: int = _num(
         500,
         0,
