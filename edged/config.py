@@ -67,6 +67,14 @@ class DetectorConfig:
     noise_floor_fall_db_per_s: float = _num(
         20.0, 0.1, 200.0, "how fast the floor follows a quieter room (dB/s)"
     )
+    noise_floor_window_ms: int = _num(
+        5000,
+        0,
+        60000,
+        "the floor never stays below the quietest moment of this much recent time: it catches up "
+        "with a room louder than it started, or a fan switched on, without waiting for its slow "
+        "rise (ms; 0: off)",
+    )
     start_probability: float = _num(
         0.3, 0.01, 0.99, "Silero speech probability that starts a turn (higher: fewer false turns)"
     )

@@ -36,6 +36,7 @@ so a frame `talking_room_over_floor_db` over it is heard as in a quiet room.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -78,12 +79,28 @@ TALKING_PROBABILITY = 0.5
 
 class NoiseFloor:
     """Asymmetric level follower: drops quickly to the quiet parts, rises slowly,
-    so it sits at the room's floor and speech (brief, loud) barely lifts it."""
+    so it sits at the room's floor and speech (brief, loud) barely lifts it.
 
-    def __init__(self, rise_db_per_s: float, fall_db_per_s: float) -> None:
+    The slow rise alone left it far too low for as long as half a minute whenever it
+    started below the room (a microphone that fades in, as every file of the development
+    corpus does) or the room got louder for good (a fan switched on): every sound then
+    stood over it, and the fast stage's level gate let the room itself through. So it
+    never stays below the quietest frame of the last `window_ms`: the room is no louder
+    than that, and a user talking leaves quieter moments within a few seconds (on the
+    bundled recordings, speech, babble, a tap and a street, the window never lifts the
+    floor once it has caught up)."""
+
+    BLOCK_FRAMES = 25  # the window's minimum is kept per block of frames
+
+    def __init__(self, rise_db_per_s: float, fall_db_per_s: float, window_ms: int = 0) -> None:
         self._rise = rise_db_per_s * FRAME_MS / 1000.0
         self._fall = fall_db_per_s * FRAME_MS / 1000.0
         self.value_dbfs: float | None = None
+        blocks = window_ms // FRAME_MS // self.BLOCK_FRAMES
+        self._blocks: deque[float] = deque(maxlen=blocks)  # full blocks' minima, oldest first
+        self._block_min = math.inf
+        self._block_frames = 0
+        self._window_min = -math.inf  # of the full blocks; nothing known until the window is full
 
     def update(self, level: float) -> float:
         v = self.value_dbfs
@@ -95,6 +112,16 @@ class NoiseFloor:
             v = min(level, v + self._rise)
         else:
             v = max(level, v - self._fall)
+        blocks = self._blocks
+        if blocks.maxlen:
+            self._block_min = min(self._block_min, level)
+            self._block_frames += 1
+            if self._block_frames == self.BLOCK_FRAMES:
+                blocks.append(self._block_min)
+                self._block_min, self._block_frames = math.inf, 0
+                if len(blocks) == blocks.maxlen:
+                    self._window_min = min(blocks)
+            v = max(v, min(self._window_min, self._block_min))
         self.value_dbfs = v
         return v
 
@@ -164,7 +191,9 @@ class SpeechDetector:
         self._block = np.zeros(self._block_frames * RATE_HZ * FRAME_MS // 1000, dtype="<i2")
         self._filled = 0
         self._vad_state = False
-        self._floor = NoiseFloor(cfg.noise_floor_rise_db_per_s, cfg.noise_floor_fall_db_per_s)
+        self._floor = NoiseFloor(
+            cfg.noise_floor_rise_db_per_s, cfg.noise_floor_fall_db_per_s, cfg.noise_floor_window_ms
+        )
         self._warming = cfg.warmup_ms // FRAME_MS  # frames left before a turn may start
         self._since_held = 0  # frames since the second stage last heard speech
 

@@ -308,6 +308,32 @@ def test_noise_floor_starts_at_the_first_sound_not_at_digital_silence() -> None:
     assert fl.update(-45.0) == -45.0
 
 
+def test_the_noise_floor_catches_up_with_a_room_louder_than_it_started(demo_audio) -> None:
+    """A microphone that fades in (every file of the development corpus does) started the
+    floor far below the room, and its slow rise took half a minute to get there. The
+    window's minimum brings it to the room once the window has passed; on speech, which
+    leaves quieter moments, it changes nothing."""
+    room, _ = read_mono(DATA / "running_tap_20s.wav")
+    faded = room.copy()
+    fade = 5 * FRAME_SAMPLES  # 50 ms
+    faded[:fade] *= np.linspace(0.0, 1.0, fade, dtype=np.float32) ** 3
+    det = SpeechDetector(DetectorConfig(mode="webrtcvad"))
+    floor = np.array([det.process(f).noise_floor_dbfs for f in _frames(faded)])
+    settled = NoiseFloor(2.0, 20.0)  # the floor of a detector started in this room
+    for f in _frames(room):
+        settled.update(level_dbfs(f))
+    window = DetectorConfig().noise_floor_window_ms // 10 + NoiseFloor.BLOCK_FRAMES
+    assert floor[5] < settled.value_dbfs - 30  # it started far below the room ...
+    assert np.all(np.abs(floor[window:] - settled.value_dbfs) < 3.0)  # ... and caught up
+    slow = NoiseFloor(2.0, 20.0)
+    lagging = [slow.update(level_dbfs(f)) for f in _frames(faded)]
+    assert lagging[window] < settled.value_dbfs - 10  # the slow rise alone had not
+    x, _ = demo_audio
+    levels = [level_dbfs(f) for f in _frames(x)]
+    plain, windowed = NoiseFloor(2.0, 20.0), NoiseFloor(2.0, 20.0, window_ms=5000)
+    assert [plain.update(v) for v in levels] == [windowed.update(v) for v in levels]
+
+
 def test_a_fresh_detector_listens_before_it_may_start_a_turn() -> None:
     x, rate = read_mono(DATA / "babble_20s.wav")
     assert rate == RATE_HZ
