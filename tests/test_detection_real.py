@@ -120,18 +120,28 @@ def test_denoised_hearing_finds_far_field_sentences_under_a_running_tap(demo_aud
 
 def test_a_tap_turned_on_after_the_words_does_not_hold_the_turn(demo_audio, demo_labels) -> None:
     """A tap opened right after the user's words, as loud as they were: webrtcvad calls it
-    speech and the floor rises slowly, so without `detector.bridge_ms` the fast stage alone
-    held the turn open for ten seconds of running water, all of it uploaded."""
+    speech and the floor rises slowly, so with neither `detector.bridge_ms` nor the floor's
+    `noise_floor_window_ms` the fast stage alone held the turn open for ten seconds of
+    running water, all of it uploaded. Each of the two ends it sooner on its own."""
     x, rate = demo_audio
     tap, _ = read_mono(DATA / "running_tap_20s.wav")
     u = demo_labels["utterances"][0]
     words = x[int((u["start_s"] - 0.5) * rate) : int(u["end_s"] * rate)]
     sig = np.concatenate([words, tap * np.sqrt(np.mean(words**2) / np.mean(tap**2))]).astype(np.float32)
     words_end_ms = len(words) * 1000 / rate
+    d = Config().detector
     held_ms = {}
-    for bridge_ms in (Config().detector.bridge_ms, 0):
-        turns = replay_signal(load_config(None, [f"detector.bridge_ms={bridge_ms}"]), sig, rate).turns
+    for bridge_ms, window_ms in (
+        (d.bridge_ms, d.noise_floor_window_ms),
+        (d.bridge_ms, 0),
+        (0, d.noise_floor_window_ms),
+        (0, 0),
+    ):
+        keys = [f"detector.bridge_ms={bridge_ms}", f"detector.noise_floor_window_ms={window_ms}"]
+        turns = replay_signal(load_config(None, keys), sig, rate).turns
         assert len(turns) == 1 and turns[0]["start_ms"] < words_end_ms
-        held_ms[bridge_ms] = turns[0]["commit_ms"] - words_end_ms
-    assert held_ms[Config().detector.bridge_ms] < 5500
-    assert held_ms[0] > 8000
+        held_ms[bridge_ms, window_ms] = turns[0]["commit_ms"] - words_end_ms
+    assert held_ms[d.bridge_ms, d.noise_floor_window_ms] < 5000
+    assert held_ms[d.bridge_ms, 0] < 5000  # the bridge alone
+    assert held_ms[0, d.noise_floor_window_ms] < 6000  # the floor's window alone
+    assert held_ms[0, 0] > 8000
