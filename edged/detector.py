@@ -28,9 +28,10 @@ babble), so a long request is not cut off by it.
 
 Not every voice close to the device reads near 1: through a bright room
 response (the corpus's clap recording) a sentence at -10 dBFS, 40 dB over a
-room of distant talkers, read under 0.15 on the plain hearing and mostly 0.7-0.98 on
-the denoised one. Talk in the background seldom stands that far over the floor,
-so a frame `talking_room_over_floor_db` over it is heard as in a quiet room.
+room of distant talkers, read under 0.15 on the plain hearing and mostly
+0.7-0.98 on the denoised one. Talk in the background seldom stands that far
+over the floor, so a frame `talking_room_over_floor_db` over it is heard as in
+a quiet room.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class NoiseFloor:
         self._rise = rise_db_per_s * FRAME_MS / 1000.0
         self._fall = fall_db_per_s * FRAME_MS / 1000.0
         self.value_dbfs: float | None = None
-        blocks = window_ms // FRAME_MS // self.BLOCK_FRAMES
+        blocks = -(-window_ms // (FRAME_MS * self.BLOCK_FRAMES))  # whole blocks, at least the window
         self._blocks: deque[float] = deque(maxlen=blocks)  # full blocks' minima, oldest first
         self._block_min = math.inf
         self._block_frames = 0
