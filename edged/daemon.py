@@ -354,8 +354,12 @@ class Daemon:
             # slow way and builds a pipeline for the new rate
             self._restart_in_place(limited=False)
         if (new.detector, new.gate, new.aec) != (old.detector, old.gate, old.aec) and self.audio.rate_hz:
-            self.pipeline = Pipeline(new, self.audio.rate_hz, self.audio.rate_hz)
-            self.pipeline_rate = self.audio.rate_hz
+            if self.pipeline is not None and self.pipeline_rate == self.audio.rate_hz:
+                rebuilt = self.pipeline.reconfigure(new)  # between turns: see reload
+                log.info("reload: %s rebuilt, the rest keeps what it has learnt", ", ".join(rebuilt))
+            else:
+                self.pipeline = Pipeline(new, self.audio.rate_hz, self.audio.rate_hz)
+                self.pipeline_rate = self.audio.rate_hz
         self.budget.limit_usd = new.cost.daily_budget_usd
         if (new.realtime, new.tools, new.metrics) != (old.realtime, old.tools, old.metrics):
             log.warning("reload: realtime, tools and metrics settings take effect after a restart")

@@ -77,6 +77,10 @@ SILENT = Decision(SILENT_DBFS, SILENT_DBFS, False, False, 0.0, False, False, Fal
 # a denoised probability at or above this counts as "sounded like speech" for the talking-room share
 TALKING_PROBABILITY = 0.5
 
+# the keys that build what has listened to the room: a reload that changes none of them keeps it
+HEARING_KEYS = ("mode", "denoise_level", "agc_target_dbfs", "agc_release_db_per_s", "agc_max_gain_db")
+FLOOR_KEYS = ("noise_floor_rise_db_per_s", "noise_floor_fall_db_per_s", "noise_floor_window_ms")
+
 
 class NoiseFloor:
     """Asymmetric level follower: drops quickly to the quiet parts, rises slowly,
@@ -167,8 +171,11 @@ class DenoisedHearing:
     def __init__(self, cfg: DetectorConfig) -> None:
         self._denoiser = Denoiser(cfg.denoise_level)
         self.hearing = GainedSilero(cfg)
-        self._alpha = FRAME_MS / cfg.talking_room_window_ms
+        self.set_window(cfg.talking_room_window_ms)
         self.talking_share = 1.0
+
+    def set_window(self, window_ms: int) -> None:
+        self._alpha = FRAME_MS / window_ms
 
     def process(self, frame: np.ndarray) -> float:
         """`frame`: float or PCM16, as `Denoiser.process` takes it."""
@@ -197,6 +204,30 @@ class SpeechDetector:
         )
         self._warming = cfg.warmup_ms // FRAME_MS  # frames left before a turn may start
         self._since_held = 0  # frames since the second stage last heard speech
+
+    def take_over(self, old: SpeechDetector) -> bool:
+        """Carry into this detector, built for a reloaded configuration, what `old` has learnt
+        of the room, wherever the part that learnt it is built the same way: the models'
+        memory and gain, the talking share, webrtcvad's block, the noise floor. A fresh
+        detector warms up for half a second, knows nothing of the floor for five, and Silero
+        fresh from start takes the first bars of music for a voice, so a reload that only
+        moves a threshold must not start it over. Returns whether the models were carried."""
+        c, o = self.cfg, old.cfg
+        hearings = all(getattr(c, k) == getattr(o, k) for k in HEARING_KEYS)
+        if hearings:
+            self._plain, self._denoised = old._plain, old._denoised
+            if self._denoised is not None and c.talking_room_window_ms != o.talking_room_window_ms:
+                self._denoised.set_window(c.talking_room_window_ms)
+            self._warming = old._warming
+        if (c.vad_mode, c.vad_frame_ms) == (o.vad_mode, o.vad_frame_ms):
+            self._vad, self._block, self._filled = old._vad, old._block, old._filled
+            self._vad_state = old._vad_state
+        if all(getattr(c, k) == getattr(o, k) for k in FLOOR_KEYS):
+            self._floor = old._floor
+        else:
+            self._floor.value_dbfs = old._floor.value_dbfs
+        self._since_held = old._since_held
+        return hearings
 
     def memory(self) -> list[np.ndarray]:
         """The second stage's recurrent state (plain, then denoised hearing), to be recalled

@@ -166,6 +166,17 @@ class TurnGate:
         self.phase = Phase.IDLE
         self.discards = 0
 
+    def take_over(self, old: TurnGate) -> None:
+        """Carry into this gate, built for a reloaded configuration between turns, what `old`
+        holds: the recent audio its pre-roll and onset search reach back into (a fresh gate
+        clipped the first turn after a reload by up to the whole pre-roll), the turn count and
+        the last commit."""
+        if old._turn is not None:
+            raise ValueError("a gate is reconfigured only between turns")
+        self._ring.extend(old._ring)
+        self._window.extend(old._window)
+        self._turns, self._last_commit, self.discards = old._turns, old._last_commit, old.discards
+
     def _frames_of_window(self, share: float) -> int:
         # the share is a user-facing decimal: 0.3 of 10 frames is 3, not ceil(3.0000000000000004)
         return max(1, ceil(round(share * self._win, 9)))

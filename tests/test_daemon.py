@@ -171,7 +171,7 @@ def test_run_speaks_systemd_notify_reloads_and_stops(tmp_path, pulse, local_serv
         assert time.monotonic() - t_stop < 2.0
     log = (tmp_path / "daemon.log").read_text()
     assert "reload refused" in log and "gate.end_silence_ms = -5" in log
-    assert "configuration reloaded" in log
+    assert "configuration reloaded" in log and "reload: gate rebuilt" in log
     assert KEY not in log
 
 

@@ -7,10 +7,11 @@ from collections import defaultdict
 from itertools import count
 
 import numpy as np
+import pytest
 
-from edged.config import Config
+from edged.config import Config, load_config
 from edged.frames import FRAME_SAMPLES
-from edged.gate import Commit
+from edged.gate import Commit, Phase, Start
 from edged.pipeline import Pipeline, StageTimer
 
 
@@ -60,3 +61,69 @@ def test_replay_never_loads_sounddevice(demo_wav) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert "turns" in r.stdout
+
+
+def test_a_reload_between_turns_keeps_what_the_pipeline_has_learnt(demo_audio, demo_labels) -> None:
+    """`systemctl reload` with new thresholds, 0.1 s before the user speaks: the canceller,
+    the models' memory, the noise floor and the gate's recent audio carry over, so every
+    probability and floor after it is what it would have been, and the turn is uploaded
+    from the same sample, its pre-roll reaching back before the reload. A pipeline built
+    afresh there (what a reload used to do) has no recent audio to reach back into: the
+    pre-roll that covers a soft first sound is lost."""
+    x, rate = demo_audio
+    onset = demo_labels["utterances"][1]["start_s"]
+    at = round((onset - 0.1) * rate) // FRAME_SAMPLES * FRAME_SAMPLES
+    end = round((onset + 2.0) * rate)
+    base = Config()
+    moved = load_config(None, ["gate.end_silence_ms=400", "detector.start_probability=0.35"])
+
+    def run(reload) -> tuple[list, int]:
+        p = Pipeline(base, rate)
+        before = p.process(x[:at])
+        assert before[-1].phase is Phase.IDLE
+        p = reload(p)
+        after = p.process(x[at:end])
+        starts = [a for r in after for a in r.actions if isinstance(a, Start)]
+        return after, starts[0].upload_start
+
+    def in_place(p: Pipeline) -> Pipeline:
+        canceller = p.aec
+        assert p.reconfigure(moved) == ["detector", "gate"]
+        assert p.aec is canceller and p.cfg is moved
+        return p
+
+    kept, kept_from = run(lambda p: p)
+    reloaded, reloaded_from = run(in_place)
+    _, fresh_from = run(lambda p: Pipeline(moved, rate))
+    assert [
+        (r.decision.probability, r.decision.denoised_probability, r.decision.noise_floor_dbfs)
+        for r in reloaded
+    ] == [
+        (r.decision.probability, r.decision.denoised_probability, r.decision.noise_floor_dbfs) for r in kept
+    ]
+    assert reloaded_from == kept_from < at - 0.2 * rate  # the pre-roll reaches back before the reload
+    assert fresh_from == 0  # the first sample the fresh pipeline heard: the reload
+
+
+def test_a_reload_that_rebuilds_the_models_or_the_canceller_starts_them_over(demo_audio, demo_labels) -> None:
+    """Where the keys that build a stage change, nothing of the old one can be carried: the
+    canceller is new, the detector listens afresh (it warms up before it may start a turn),
+    and the models' memories of the last reply are dropped. A gate holding a turn is never
+    reconfigured (the daemon waits for the turn to end)."""
+    x, rate = demo_audio
+    at = round((demo_labels["utterances"][1]["start_s"] - 0.1) * rate) // FRAME_SAMPLES * FRAME_SAMPLES
+    p = Pipeline(Config(), rate)
+    p.process(x[:at])
+    canceller = p.aec
+    p.reconfigure(load_config(None, ["detector.denoise_level=0", "aec.tail_ms=128"]))
+    assert p.aec is not canceller and not p.detector.hears_denoised
+    after = p.process(x[at : at + 3 * rate])
+    warmup = Config().detector.warmup_ms // 10
+    assert not any(r.decision.trigger for r in after[:warmup])
+    assert any(r.decision.trigger for r in after[warmup:])
+    assert any(r.phase is not Phase.IDLE for r in after)
+    busy = next(i for i, r in enumerate(after) if r.phase is not Phase.IDLE)
+    p = Pipeline(Config(), rate)
+    p.process(x[: at + (busy + 1) * FRAME_SAMPLES])
+    with pytest.raises(ValueError, match="between turns"):
+        p.reconfigure(load_config(None, ["gate.end_silence_ms=400"]))
