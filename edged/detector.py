@@ -91,9 +91,11 @@ class NoiseFloor:
     corpus does) or the room got louder for good (a fan switched on): every sound then
     stood over it, and the fast stage's level gate let the room itself through. So it
     never stays below the quietest frame of the last `window_ms`: the room is no louder
-    than that, and a user talking leaves quieter moments within a few seconds (on the
-    bundled recordings, speech, babble, a tap and a street, the window never lifts the
-    floor once it has caught up)."""
+    than that, and a user talking leaves quieter moments within a few seconds. From the
+    start that holds over the time heard so far, less the first quarter second, where a
+    microphone fades in: the floor knows the room by the end of the detector's warm-up
+    (on the bundled recordings, speech, babble, a tap and a street, the window changes
+    nothing after their first 7 s)."""
 
     BLOCK_FRAMES = 25  # the window's minimum is kept per block of frames
 
@@ -105,7 +107,8 @@ class NoiseFloor:
         self._blocks: deque[float] = deque(maxlen=blocks)  # full blocks' minima, oldest first
         self._block_min = math.inf
         self._block_frames = 0
-        self._window_min = -math.inf  # of the full blocks; nothing known until the window is full
+        self._window_min = -math.inf  # of the full blocks
+        self._started = False  # the first block, where a microphone fades in, has passed
 
     def update(self, level: float) -> float:
         v = self.value_dbfs
@@ -122,10 +125,11 @@ class NoiseFloor:
             self._block_min = min(self._block_min, level)
             self._block_frames += 1
             if self._block_frames == self.BLOCK_FRAMES:
-                blocks.append(self._block_min)
-                self._block_min, self._block_frames = math.inf, 0
-                if len(blocks) == blocks.maxlen:
+                if self._started:
+                    blocks.append(self._block_min)
                     self._window_min = min(blocks)
+                self._started = True
+                self._block_min, self._block_frames = math.inf, 0
             v = max(v, min(self._window_min, self._block_min))
         self.value_dbfs = v
         return v
