@@ -107,7 +107,7 @@ class NoiseFloor:
         self._blocks: deque[float] = deque(maxlen=blocks)  # full blocks' minima, oldest first
         self._block_min = math.inf
         self._block_frames = 0
-        self._window_min = -math.inf  # of the full blocks
+        self._window_min = -math.inf  # of the blocks in the window
         self._started = False  # the first block, where a microphone fades in, has passed
 
     def update(self, level: float) -> float:
@@ -213,9 +213,9 @@ class SpeechDetector:
         """Carry into this detector, built for a reloaded configuration, what `old` has learnt
         of the room, wherever the part that learnt it is built the same way: the models'
         memory and gain, the talking share, webrtcvad's block, the noise floor. A fresh
-        detector warms up for half a second, knows nothing of the floor for five, and Silero
-        fresh from start takes the first bars of music for a voice, so a reload that only
-        moves a threshold must not start it over. Returns whether the models were carried."""
+        detector warms up for half a second and learns the floor again, and Silero fresh
+        from start takes the first bars of music for a voice, so a reload that only moves a
+        threshold must not start it over. Returns whether the models were carried."""
         c, o = self.cfg, old.cfg
         hearings = all(getattr(c, k) == getattr(o, k) for k in HEARING_KEYS)
         if hearings:
