@@ -82,6 +82,15 @@ HEARING_KEYS = ("mode", "denoise_level", "agc_target_dbfs", "agc_release_db_per_
 FLOOR_KEYS = ("noise_floor_rise_db_per_s", "noise_floor_fall_db_per_s", "noise_floor_window_ms")
 
 
+def _alike(a: DetectorConfig, b: DetectorConfig, keys: tuple[str, ...]) -> bool:
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+def hears_alike(a: DetectorConfig, b: DetectorConfig) -> bool:
+    """Are the second stage's models built the same way under both configurations?"""
+    return _alike(a, b, HEARING_KEYS)
+
+
 class NoiseFloor:
     """Asymmetric level follower: drops quickly to the quiet parts, rises slowly,
     so it sits at the room's floor and speech (brief, loud) barely lifts it.
@@ -190,48 +199,50 @@ class DenoisedHearing:
 
 
 class SpeechDetector:
-    def __init__(self, cfg: DetectorConfig, second_stage: SileroVad | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DetectorConfig,
+        second_stage: SileroVad | None = None,
+        previous: SpeechDetector | None = None,
+    ) -> None:
+        """`previous`: the detector of the configuration this one replaces on a reload. What
+        it has learnt of the room is carried over wherever the part that learnt it is built
+        the same way: the models' memory and gain, the talking share, webrtcvad's block, the
+        noise floor. A fresh detector warms up for half a second and learns the floor again,
+        and Silero fresh from start takes the first bars of music for a voice, so a reload
+        that only moves a threshold must not start it over (nor load the models again)."""
         self.cfg = cfg
         self._plain: GainedSilero | None = None
         self._denoised: DenoisedHearing | None = None
-        if cfg.mode != "webrtcvad":
+        self._warming = cfg.warmup_ms // FRAME_MS  # frames left before a turn may start
+        if previous is not None and hears_alike(cfg, previous.cfg):
+            self._plain, self._denoised = previous._plain, previous._denoised
+            if self._denoised is not None:
+                self._denoised.set_window(cfg.talking_room_window_ms)
+            self._warming = previous._warming
+        elif cfg.mode != "webrtcvad":
             self._plain = GainedSilero(cfg, second_stage)
             if cfg.denoise_level > 0:
                 self._denoised = DenoisedHearing(cfg)
-        self._vad = webrtcvad.Vad(cfg.vad_mode)
         self._block_frames = cfg.vad_frame_ms // FRAME_MS
-        self._block = np.zeros(self._block_frames * RATE_HZ * FRAME_MS // 1000, dtype="<i2")
-        self._filled = 0
-        self._vad_state = False
-        self._floor = NoiseFloor(
-            cfg.noise_floor_rise_db_per_s, cfg.noise_floor_fall_db_per_s, cfg.noise_floor_window_ms
-        )
-        self._warming = cfg.warmup_ms // FRAME_MS  # frames left before a turn may start
-        self._since_held = 0  # frames since the second stage last heard speech
-
-    def take_over(self, old: SpeechDetector) -> bool:
-        """Carry into this detector, built for a reloaded configuration, what `old` has learnt
-        of the room, wherever the part that learnt it is built the same way: the models'
-        memory and gain, the talking share, webrtcvad's block, the noise floor. A fresh
-        detector warms up for half a second and learns the floor again, and Silero fresh
-        from start takes the first bars of music for a voice, so a reload that only moves a
-        threshold must not start it over. Returns whether the models were carried."""
-        c, o = self.cfg, old.cfg
-        hearings = all(getattr(c, k) == getattr(o, k) for k in HEARING_KEYS)
-        if hearings:
-            self._plain, self._denoised = old._plain, old._denoised
-            if self._denoised is not None and c.talking_room_window_ms != o.talking_room_window_ms:
-                self._denoised.set_window(c.talking_room_window_ms)
-            self._warming = old._warming
-        if (c.vad_mode, c.vad_frame_ms) == (o.vad_mode, o.vad_frame_ms):
-            self._vad, self._block, self._filled = old._vad, old._block, old._filled
-            self._vad_state = old._vad_state
-        if all(getattr(c, k) == getattr(o, k) for k in FLOOR_KEYS):
-            self._floor = old._floor
+        if previous is not None and _alike(cfg, previous.cfg, ("vad_mode", "vad_frame_ms")):
+            self._vad, self._block, self._filled = previous._vad, previous._block, previous._filled
+            self._vad_state = previous._vad_state
         else:
-            self._floor.value_dbfs = old._floor.value_dbfs
-        self._since_held = old._since_held
-        return hearings
+            self._vad = webrtcvad.Vad(cfg.vad_mode)
+            self._block = np.zeros(self._block_frames * RATE_HZ * FRAME_MS // 1000, dtype="<i2")
+            self._filled = 0
+            self._vad_state = False
+        if previous is not None and _alike(cfg, previous.cfg, FLOOR_KEYS):
+            self._floor = previous._floor
+        else:
+            self._floor = NoiseFloor(
+                cfg.noise_floor_rise_db_per_s, cfg.noise_floor_fall_db_per_s, cfg.noise_floor_window_ms
+            )
+            if previous is not None:
+                self._floor.value_dbfs = previous._floor.value_dbfs
+        # frames since the second stage last heard speech
+        self._since_held = previous._since_held if previous is not None else 0
 
     def memory(self) -> list[np.ndarray]:
         """The second stage's recurrent state (plain, then denoised hearing), to be recalled

@@ -15,7 +15,7 @@ import numpy as np
 
 from .aec import EchoCanceller, PassThrough
 from .config import Config
-from .detector import SILENT, Decision, SpeechDetector, level_dbfs
+from .detector import SILENT, Decision, SpeechDetector, hears_alike, level_dbfs
 from .frames import FRAME_MS, FRAME_SAMPLES, RATE_HZ, Framer
 from .gate import Action, Append, Commit, Phase, Start, TurnGate
 from .resample import StreamingResampler
@@ -57,10 +57,6 @@ class FrameResult:
     uploads: list[str] = field(default_factory=list)  # base64 24 kHz PCM16 to append, in order
 
 
-def _canceller(cfg: Config) -> EchoCanceller | PassThrough:
-    return EchoCanceller(RATE_HZ, FRAME_SAMPLES, cfg.aec) if cfg.aec.enabled else PassThrough()
-
-
 class Pipeline:
     def __init__(
         self,
@@ -76,8 +72,8 @@ class Pipeline:
         self._mic_framer = Framer()
         self._far_framer = Framer()
         self._far: deque[np.ndarray] = deque(maxlen=FAR_QUEUE_FRAMES)
-        self.aec = _canceller(cfg)
-        self._hangover = cfg.aec.echo_hangover_ms // FRAME_MS
+        self.aec: EchoCanceller | PassThrough
+        self._install_canceller(cfg)
         self._since_played = self._hangover + 1
         self._room_memory: list[np.ndarray] | None = None  # the second stage's, from before a reply
         self._reply_memory: list[np.ndarray] | None = None  # ... from the end of the last reply
@@ -86,14 +82,11 @@ class Pipeline:
         self.encoder = UploadEncoder()
         self._silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         self.position = 0  # samples of the 16 kHz clock processed so far
-        # the resampler's group delay and the canceller's latency, so events can be placed
-        # on the input's own clock
-        self.delay_samples = self._mic_rs.delay_out_samples + self.aec.latency_samples
 
     def reconfigure(self, cfg: Config) -> list[str]:
         """Apply a reloaded configuration between turns without forgetting the room: only the
         stages whose keys changed are rebuilt, and those carry over what their predecessors
-        learnt (see `SpeechDetector.take_over`, `TurnGate.take_over`). A rebuilt canceller has
+        learnt (see `SpeechDetector`, `TurnGate.take_over`). A rebuilt canceller has
         to learn the echo path again, so it is rebuilt only when its own keys change; the
         resamplers, framers and far-end queue are kept, so the microphone and what the speaker
         played stay sample-aligned. Returns the stages rebuilt."""
@@ -101,20 +94,24 @@ class Pipeline:
             raise ValueError("a pipeline is reconfigured only between turns")
         old, self.cfg = self.cfg, cfg
         rebuilt = [name for name in ("aec", "detector", "gate") if getattr(cfg, name) != getattr(old, name)]
-        if cfg.aec != old.aec:
-            self.aec = _canceller(cfg)
-            self._hangover = cfg.aec.echo_hangover_ms // FRAME_MS
-            self.delay_samples = self._mic_rs.delay_out_samples + self.aec.latency_samples
-        if cfg.detector != old.detector:
-            detector = SpeechDetector(cfg.detector)
-            if not detector.take_over(self.detector):
+        if "aec" in rebuilt:
+            self._install_canceller(cfg)
+        if "detector" in rebuilt:
+            if not hears_alike(cfg.detector, old.detector):
                 self._room_memory = self._reply_memory = None  # memories of models no longer there
-            self.detector = detector
-        if cfg.gate != old.gate:
+            self.detector = SpeechDetector(cfg.detector, previous=self.detector)
+        if "gate" in rebuilt:
             gate = TurnGate(cfg.gate)
             gate.take_over(self.gate)
             self.gate = gate
         return rebuilt
+
+    def _install_canceller(self, cfg: Config) -> None:
+        self.aec = EchoCanceller(RATE_HZ, FRAME_SAMPLES, cfg.aec) if cfg.aec.enabled else PassThrough()
+        self._hangover = cfg.aec.echo_hangover_ms // FRAME_MS
+        # the resampler's group delay and the canceller's latency, so events can be placed
+        # on the input's own clock
+        self.delay_samples = self._mic_rs.delay_out_samples + self.aec.latency_samples
 
     def to_input_ms(self, sample: int) -> float:
         return max(0.0, (sample - self.delay_samples) * 1000.0 / RATE_HZ)
