@@ -186,6 +186,8 @@ class EchoCanceller:
         ends = slots * n - n * np.array(PITCH_AGES)  # counted from the oldest sample
         self._pitch_windows = ends[:, None] - PITCH_WINDOW + np.arange(PITCH_WINDOW)
         self._pitch_weights = self._gate_decay ** np.array(PITCH_AGES, dtype=f32)
+        # the error's window, then the estimate's at each age, zero-padded against wrap-around
+        self._pitch_rows = np.zeros((1 + len(PITCH_AGES), 2 * PITCH_WINDOW), dtype=f32)
         self.delay_frames = 0
         # the suppressor's analysis/synthesis holds one frame; half duplex only mutes
         self.latency_samples = 0 if cfg.half_duplex else n
@@ -351,7 +353,7 @@ class EchoCanceller:
             return 0.0
         ring, w = self._pitch_ring, PITCH_WINDOW
         at = (self._pitch_windows + self._pitch_head * self.n) % ring.shape[1]
-        rows = np.zeros((1 + len(PITCH_AGES), 2 * w), dtype=np.float32)
+        rows = self._pitch_rows
         rows[0, :w] = ring[0, at[0]]
         rows[1:, :w] = ring[1, at]
         spec = fastfft.rfft(rows)
