@@ -87,14 +87,21 @@ def _pct(a: int, b: int) -> str:
     return f"{100 * a / b:5.1f}" if b else "    –"
 
 
+def _median_delay(us: list[dict[str, Any]]) -> float | None:
+    delays = [u["commit_delay_ms"] for u in us if u["detected"] and u["commit_delay_ms"] is not None]
+    return median(delays) if delays else None
+
+
 def summarise(files: list[dict[str, Any]]) -> dict[str, Any]:
     """Every figure pools all the files given (all alignments, when several were run)."""
     speech = [f for f in files if f["snr_db"] is not None]
     noise = [f for f in files if f["snr_db"] is None]
     recall: dict[str, dict[str, Any]] = defaultdict(dict)
+    delay: dict[str, dict[str, Any]] = defaultdict(dict)
     for key in sorted({(f["noise"], f["snr_db"]) for f in speech}):
         us = [u for f in speech if (f["noise"], f["snr_db"]) == key for u in f["utterances"]]
         recall[key[0]][key[1]] = _share(us)
+        delay[key[0]][key[1]] = _median_delay(us)
 
     def agg(pred) -> dict[str, Any]:
         us = [u for f in speech if pred(f) for u in f["utterances"]]
@@ -124,6 +131,7 @@ def summarise(files: list[dict[str, Any]]) -> dict[str, Any]:
         "offsets_ms": sorted({f["offset_ms"] for f in files}),
         "replay_cpu_us_per_frame": sum(f["cpu_us_per_frame"] * f["input_s"] * 100 for f in files) / frames,
         "recall_by_noise_snr": recall,
+        "median_commit_delay_ms_by_noise_snr": delay,
         "by_snr": by_snr,
         "snr_ge_10": agg(lambda f: f["snr_db"] >= 10),
         "snr_ge_5": agg(lambda f: f["snr_db"] >= 5),
@@ -213,6 +221,13 @@ def print_tables(s: dict[str, Any]) -> None:
     print(f"{'noise':<12}" + "".join(f"{f'{snr} dB':>9}" for snr in snrs))
     for noise, row in sorted(s["recall_by_noise_snr"].items()):
         print(f"{noise:<12}" + "".join(f"{_fmt(row.get(snr)):>9}" for snr in snrs))
+    print()
+    # the pooled median hides a noise where turns are held long (a babble of voices once held
+    # them for seconds), so the wait for a reply is also shown per noise
+    print("Median commit − end of speech (ms), by noise and SNR")
+    print(f"{'noise':<12}" + "".join(f"{f'{snr} dB':>9}" for snr in snrs))
+    for noise, row in sorted(s["median_commit_delay_ms_by_noise_snr"].items()):
+        print(f"{noise:<12}" + "".join(f"{_fmt(row.get(snr), 1, '.0f'):>9}" for snr in snrs))
     print()
     hdr = "recall  dry  reverb  clipped  split  commit-delay  upload/speech  false"
     print(f"{'SNR':<10}{hdr}")
