@@ -127,6 +127,22 @@ class DetectorConfig:
         "a frame this far above the noise floor is not the room's background talk: there the denoised "
         "audio may start and keep a turn even while the room is talking (dB; 120: never)",
     )
+    denoised_hold_removed_db: float = _num(
+        3.0,
+        0.0,
+        120.0,
+        "the denoised audio keeps a turn going while the noise suppressor removes at most this much of "
+        "the last second's sound, or more as long as that is denoised_hold_under_room_db less than it "
+        "removes from the room alone: otherwise what it hears is mostly the room (a babble of voices held "
+        "a turn for seconds after the user stopped) (dB; 120: always)",
+    )
+    denoised_hold_under_room_db: float = _num(
+        5.0,
+        0.0,
+        120.0,
+        "how much less the suppressor must remove than from the room alone (the most it removed from any "
+        "second of the last five) for the denoised audio to keep a turn going (dB)",
+    )
     warmup_ms: int = _num(
         500,
         0,

@@ -145,3 +145,27 @@ def test_a_tap_turned_on_after_the_words_does_not_hold_the_turn(demo_audio, demo
     assert held_ms[d.bridge_ms, 0] < 5000  # the bridge alone
     assert held_ms[0, d.noise_floor_window_ms] < 6000  # the floor's window alone
     assert held_ms[0, 0] > 8000
+
+
+def test_babble_after_the_words_does_not_hold_the_turn(demo_audio, demo_labels) -> None:
+    """Denoised, a babble of voices reads as speech, and it kept the turn of a sentence said
+    over it going for as long as the babble lasted. Over that babble the suppressor removes as
+    much as from the room alone (`detector.denoised_hold_under_room_db`), so the denoised
+    hearing no longer keeps the turn there."""
+    x, rate = demo_audio
+    babble, _ = read_mono(DATA / "babble_20s.wav")
+    u = next(u for u in demo_labels["utterances"] if u["src"].startswith("vctk"))
+    words = x[int((u["start_s"] - 0.5) * rate) : int(u["end_s"] * rate)]
+    gain = np.sqrt(np.mean(words**2) / np.mean(babble**2)) * 10 ** (-5 / 20)  # 5 dB under the words
+    sig = (babble * gain).astype(np.float32)
+    sig[: len(words)] += words
+    words_end_ms = len(words) * 1000 / rate
+    held_ms = {}
+    for removed_db in (Config().detector.denoised_hold_removed_db, 120.0):
+        cfg = load_config(None, [f"detector.denoised_hold_removed_db={removed_db}"])
+        turns = replay_signal(cfg, sig, rate).turns
+        words_turn = [t for t in turns if t["start_ms"] < words_end_ms < t["commit_ms"]]
+        assert len(words_turn) == 1
+        held_ms[removed_db] = words_turn[0]["commit_ms"] - words_end_ms
+    assert held_ms[Config().detector.denoised_hold_removed_db] < 1500
+    assert held_ms[120.0] > 10_000  # the whole babble

@@ -10,7 +10,7 @@ import pytest
 
 from edged.config import DetectorConfig
 from edged.denoise import Denoiser
-from edged.detector import NoiseFloor, PeakGain, SpeechDetector, level_dbfs
+from edged.detector import NoiseFloor, PeakGain, RemovedEnergy, SpeechDetector, level_dbfs
 from edged.frames import FRAME_SAMPLES, RATE_HZ
 from edged.silero import SileroVad
 from edged.wavio import read_mono
@@ -332,6 +332,25 @@ def test_the_noise_floor_catches_up_with_a_room_louder_than_it_started(demo_audi
     levels = [level_dbfs(f) for f in _frames(x)]
     plain, windowed = NoiseFloor(2.0, 20.0), NoiseFloor(2.0, 20.0, window_ms=5000)
     assert [plain.update(v) for v in levels] == [windowed.update(v) for v in levels]
+
+
+def test_removed_energy_is_measured_over_the_last_second_and_the_room_over_five() -> None:
+    r = RemovedEnergy()
+    for _ in range(300):  # a room the suppressor takes 9 dB out of
+        r.push(1e-4, 1e-4 * 10 ** (-9 / 10))
+    assert r.db == pytest.approx(9.0) and r.room_db == pytest.approx(9.0)
+    for _ in range(50):  # a voice over it, barely touched: half a second in, the window is mixed
+        r.push(1e-2, 1e-2 * 10 ** (-0.5 / 10))
+    assert 0.5 < r.db < 1.0
+    for _ in range(50):  # a second of the voice alone
+        r.push(1e-2, 1e-2 * 10 ** (-0.5 / 10))
+    assert r.db == pytest.approx(0.5, abs=1e-6) and r.room_db == pytest.approx(9.0)
+    for _ in range(500):  # five seconds on, the room is the voice's
+        r.push(1e-2, 1e-2 * 10 ** (-0.5 / 10))
+    assert r.room_db == pytest.approx(0.5, abs=1e-6)
+    for _ in range(100):  # digital silence removes nothing
+        r.push(0.0, 0.0)
+    assert r.db == pytest.approx(0.0, abs=0.01)
 
 
 def test_a_fresh_detector_listens_before_it_may_start_a_turn() -> None:
