@@ -176,7 +176,7 @@ class GateConfig:
         "clatter for a voice (ms; 0: off)",
     )
     after_turn_voiced_ratio: float = _num(
-        0.6, 0.05, 1.0, "share of trigger frames in the window that starts a turn within after_turn_ms"
+        0.7, 0.05, 1.0, "share of trigger frames in the window that starts a turn within after_turn_ms"
     )
     end_silence_ms: int = _num(
         300, 100, 5000, "trailing non-speech that ends a turn holding settled_speech_ms of speech (ms)"
