@@ -137,7 +137,7 @@ class DetectorConfig:
         "a turn for seconds after the user stopped) (dB; 120: always)",
     )
     denoised_hold_under_room_db: float = _num(
-        5.0,
+        6.0,
         0.0,
         120.0,
         "how much less the suppressor must remove than from the room alone (the most it removed from any "
