@@ -77,6 +77,8 @@ class Decision:
     speech: bool  # evidence that keeps a turn going
     denoised_probability: float = 0.0  # the second stage on noise-suppressed audio (0 when off)
     room_talking: bool = False  # the denoised hearing heard speech over talking_room_share of late
+    removed_db: float = 0.0  # what the suppressor removed of the last second's sound (RemovedEnergy)
+    room_removed_db: float = 0.0  # ... and the most it removed from any second of the last five
 
 
 SILENT = Decision(SILENT_DBFS, SILENT_DBFS, False, False, 0.0, False, False, False)
@@ -231,6 +233,12 @@ class RemovedEnergy:
         return max(self._block_max, max(self._blocks, default=-math.inf))
 
 
+def removal_bar(cfg: DetectorConfig, room_removed_db: float) -> float:
+    """The most the suppressor may remove of the last second's sound for the denoised hearing
+    to keep a turn going, in a room it removes `room_removed_db` from (see RemovedEnergy)."""
+    return max(cfg.denoised_hold_removed_db, room_removed_db - cfg.denoised_hold_under_room_db)
+
+
 class DenoisedHearing:
     """The second stage once more, on noise-suppressed audio, plus the share of recent
     time it heard speech and how much the suppressor removed. The share starts full, so a
@@ -333,13 +341,6 @@ class SpeechDetector:
                 d = replace(d, trigger=False)
         return d
 
-    def _heard_over_room(self) -> bool:
-        """Has the suppressor removed little of the last second's sound, for this room?"""
-        assert self._denoised is not None
-        removed, cfg = self._denoised.removed, self.cfg
-        bar = max(cfg.denoised_hold_removed_db, removed.room_db - cfg.denoised_hold_under_room_db)
-        return removed.db <= bar
-
     def _decide(self, frame: np.ndarray) -> Decision:
         n = len(frame)
         pcm = to_pcm16(frame)
@@ -359,10 +360,11 @@ class SpeechDetector:
         prob = self._plain.hear(frame, level)
         trigger = prob >= cfg.start_probability
         held = prob >= cfg.hold_probability
-        p_dn, talking = 0.0, False
+        p_dn, talking, removed_db, room_db = 0.0, False, 0.0, 0.0
         if self._denoised is not None:
             p_dn = self._denoised.process(pcm, level)  # the same frame, converted once
             talking = self._denoised.talking_share >= cfg.talking_room_share
+            removed_db, room_db = self._denoised.removed.db, self._denoised.removed.room_db
             if talking and level < floor + cfg.talking_room_over_floor_db:  # background talk
                 trigger = prob >= max(cfg.start_probability, cfg.talking_start_probability)
             else:
@@ -373,10 +375,11 @@ class SpeechDetector:
                 held = held or (
                     p_dn >= cfg.hold_probability
                     and level >= floor + cfg.onset_margin_db
-                    and self._heard_over_room()
+                    and removed_db <= removal_bar(cfg, room_db)
                 )
+        heard = (p_dn, talking, removed_db, room_db)  # what the denoised hearing reports
         if cfg.mode == "silero":
-            return Decision(level, floor, self._vad_state, loud, prob, trigger, trigger, held, p_dn, talking)
+            return Decision(level, floor, self._vad_state, loud, prob, trigger, trigger, held, *heard)
         # combined: Silero starts turns; the fast stage anchors where speech began and,
         # once a turn runs, bridges the dips of Silero's probability on reverberant speech
         onset = self._vad_state and audible and level >= floor + cfg.onset_margin_db
@@ -384,4 +387,4 @@ class SpeechDetector:
         # loud over the floor and webrtcvad calls it speech, yet the second stage hears none
         self._since_held = 0 if held else self._since_held + 1
         speech = held or (fast and (cfg.bridge_ms == 0 or self._since_held * FRAME_MS <= cfg.bridge_ms))
-        return Decision(level, floor, self._vad_state, loud, prob, onset, trigger, speech, p_dn, talking)
+        return Decision(level, floor, self._vad_state, loud, prob, onset, trigger, speech, *heard)

@@ -26,6 +26,7 @@ from typing import TextIO
 import numpy as np
 
 from .config import Config
+from .detector import removal_bar
 from .frames import FRAME_MS, FRAME_SAMPLES
 from .gate import Commit, Discard, Phase, Start
 from .pipeline import FrameResult, Pipeline
@@ -50,6 +51,8 @@ THRESHOLD_KEYS: tuple[tuple[str, str, str], ...] = (
     ("detector", "start_probability", ""),
     ("detector", "hold_probability", ""),
     ("detector", "denoise_level", ""),
+    ("detector", "denoised_hold_removed_db", "dB"),
+    ("detector", "denoised_hold_under_room_db", "dB"),
     ("gate", "start_window_ms", "ms"),
     ("gate", "start_voiced_ratio", ""),
     ("gate", "end_silence_ms", "ms"),
@@ -88,6 +91,8 @@ class Snapshot:
     probability: float  # highest second-stage probability
     denoised_probability: float | None  # highest on the denoised audio; None: that hearing is off
     room_talking: bool  # at the end, the room itself talks: the denoised hearing cannot start turns
+    removed_db: float | None  # at the end, what the suppressor removed of the last second (dB)
+    room_removed_db: float | None  # ... and the most from any second of the last five: the room
     trigger: bool  # some frame could start a turn
     speech: bool  # the final speech decision held on some frame
     phase: Phase  # the gate's phase at the end
@@ -177,6 +182,8 @@ class Summariser:
                 probability=max(d.probability for d in ds),
                 denoised_probability=max(d.denoised_probability for d in ds) if self._denoised else None,
                 room_talking=ds[-1].room_talking,
+                removed_db=ds[-1].removed_db if self._denoised else None,
+                room_removed_db=ds[-1].room_removed_db if self._denoised else None,
                 trigger=any(d.trigger for d in ds),
                 speech=any(d.speech for d in ds),
                 **state,
@@ -242,7 +249,12 @@ def format_line(s: Snapshot) -> str:
     denoised: tuple[str, ...] = ()
     if s.denoised_probability is not None:  # only while that hearing is on: the line stays short
         room = "talking" if s.room_talking else "quiet"
-        denoised = (f"p_dn={s.denoised_probability:.2f}", f"room={room}".ljust(12))
+        denoised = (
+            f"p_dn={s.denoised_probability:.2f}",
+            f"room={room}".ljust(12),
+            f"removed={s.removed_db:.1f}".rjust(12),
+            f"room_removed={s.room_removed_db:.1f}".rjust(17),
+        )
     return " ".join(
         (
             f"t={s.t_s:.2f}".rjust(9),
@@ -336,6 +348,16 @@ def format_screen(s: Snapshot, cfg: Config, source: str, width: int = 80) -> lis
             rows.append(row("denoised", f"p {pdn:4.2f}", f"[{bar}]"))
             room = "TALKING: only the plain hearing starts or keeps turns" if s.room_talking else "quiet"
             rows.append(row("", "", f" S start {d.denoised_start_probability:g}   room {room}"))
+            if s.removed_db is not None and s.room_removed_db is not None:
+                bar_db = removal_bar(d, s.room_removed_db)
+                keeps = "keeps turns" if s.removed_db <= bar_db else "keeps none: mostly the room"
+                rows.append(
+                    row(
+                        "suppressor",
+                        f"{s.removed_db:4.1f} dB off",
+                        f"room {s.room_removed_db:.1f} dB, bar {bar_db:.1f} dB: {keeps}",
+                    )
+                )
     rows += [
         row("decision", f"speech {_yes(s.speech).upper()}", f"trigger {_yes(s.trigger)}"),
         row("turn gate", s.phase.value.upper(), turn),

@@ -220,9 +220,18 @@ def test_denoised_hearing_is_shown_only_when_on(demo_audio) -> None:
         tokens = dict(t.split("=", 1) for t in format_line(s).split())
         assert float(tokens["p_dn"]) == pytest.approx(s.denoised_probability, abs=0.005)
         assert tokens["room"] == ("talking" if s.room_talking else "quiet")
+        # how much the suppressor takes out, which decides whether that hearing keeps a turn
+        assert (
+            s.removed_db == part[-1].decision.removed_db
+            and s.room_removed_db == part[-1].decision.room_removed_db
+        )
+        assert float(tokens["removed"]) == pytest.approx(s.removed_db, abs=0.05)
+        assert float(tokens["room_removed"]) == pytest.approx(s.room_removed_db, abs=0.05)
     assert max(s.denoised_probability or 0.0 for s in snaps) >= cfg.detector.denoised_start_probability
+    assert len({round(s.removed_db or 0.0, 1) for s in snaps}) > 1  # it moves with the sound
     screen = format_screen(snaps[-1], cfg, "demo", 80)
     assert any(row.startswith("denoised") and "[" in row for row in screen)
+    assert any(row.startswith("suppressor") and "dB off" in row for row in screen)
     assert any("detector.denoise_level = 4" in row for row in screen)
 
     off = load_config(None, ["detector.denoise_level=0"])
@@ -230,8 +239,9 @@ def test_denoised_hearing_is_shown_only_when_on(demo_audio) -> None:
     assert not p.detector.hears_denoised
     snaps = Summariser(p.to_input_ms, denoised=p.detector.hears_denoised).push(p.process(chunk))
     assert all(s.denoised_probability is None for s in snaps)
-    assert "p_dn=" not in format_line(snaps[-1])
-    assert not any(row.startswith("denoised") for row in format_screen(snaps[-1], off, "demo", 80))
+    assert "p_dn=" not in format_line(snaps[-1]) and "removed=" not in format_line(snaps[-1])
+    screen = format_screen(snaps[-1], off, "demo", 80)
+    assert not any(row.startswith(("denoised", "suppressor")) for row in screen)
 
 
 def _spawn(args: list[str], tty: bool) -> tuple[subprocess.Popen, int]:
