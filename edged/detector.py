@@ -209,6 +209,7 @@ class RemovedEnergy:
         self._out = 0.0
         self.db = 0.0
         self._blocks: deque[float] = deque(maxlen=self.ROOM_BLOCKS)
+        self._blocks_max = -math.inf  # of the full blocks
         self._block_max = -math.inf
         self._block_frames = 0
 
@@ -226,11 +227,12 @@ class RemovedEnergy:
         self._block_frames += 1
         if self._block_frames == self.BLOCK_FRAMES:
             self._blocks.append(self._block_max)
+            self._blocks_max = max(self._blocks)  # once a block, not on every frame
             self._block_max, self._block_frames = -math.inf, 0
 
     @property
     def room_db(self) -> float:
-        return max(self._block_max, max(self._blocks, default=-math.inf))
+        return max(self._block_max, self._blocks_max)
 
 
 def removal_bar(cfg: DetectorConfig, room_removed_db: float) -> float:
