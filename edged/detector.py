@@ -59,10 +59,19 @@ from .wavio import to_pcm16
 SILENT_DBFS = -120.0
 
 
+def frame_power(frame: np.ndarray) -> float:
+    """Mean power of a float frame (full scale ±1)."""
+    return float(np.dot(frame, frame)) / max(len(frame), 1)
+
+
+def power_dbfs(power: float) -> float:
+    """A mean power in dB of full scale (SILENT_DBFS for digital silence)."""
+    return 10.0 * math.log10(power) if power > 1e-12 else SILENT_DBFS
+
+
 def level_dbfs(frame: np.ndarray) -> float:
-    """Mean power of a float frame (full scale ±1) in dB; a full-scale sine reads -3 dBFS."""
-    p = float(np.dot(frame, frame)) / max(len(frame), 1)
-    return 10.0 * math.log10(p) if p > 1e-12 else SILENT_DBFS
+    """Mean power of a float frame in dB; a full-scale sine reads -3 dBFS."""
+    return power_dbfs(frame_power(frame))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,40 @@ def hears_alike(a: DetectorConfig, b: DetectorConfig) -> bool:
     return _alike(a, b, HEARING_KEYS)
 
 
+class BlockMaximum:
+    """The largest value of the last `blocks` whole blocks of `block_frames` values and of the
+    block under way: a comparison per value, and a maximum over the blocks once a block, so a
+    window of seconds costs next to nothing per frame. `skip_first` leaves the first block out."""
+
+    def __init__(self, blocks: int, block_frames: int, skip_first: bool = False) -> None:
+        self._blocks: deque[float] = deque(maxlen=blocks)  # whole blocks' maxima, oldest first
+        self._block_frames = block_frames
+        self._skip = skip_first
+        self._blocks_max = -math.inf
+        self._current = -math.inf  # of the block under way
+        self._count = 0
+
+    @property
+    def filled(self) -> bool:
+        """At least one whole block is in the window."""
+        return bool(self._blocks)
+
+    @property
+    def value(self) -> float:
+        return max(self._current, self._blocks_max)
+
+    def push(self, x: float) -> None:
+        self._current = max(self._current, x)
+        self._count += 1
+        if self._count == self._block_frames:
+            if self._skip:
+                self._skip = False
+            else:
+                self._blocks.append(self._current)
+                self._blocks_max = max(self._blocks)
+            self._current, self._count = -math.inf, 0
+
+
 class NoiseFloor:
     """Asymmetric level follower: drops quickly to the quiet parts, rises slowly,
     so it sits at the room's floor and speech (brief, loud) barely lifts it.
@@ -122,11 +165,9 @@ class NoiseFloor:
         self._fall = fall_db_per_s * FRAME_MS / 1000.0
         self.value_dbfs: float | None = None
         blocks = -(-window_ms // (FRAME_MS * self.BLOCK_FRAMES))  # whole blocks, at least the window
-        self._blocks: deque[float] = deque(maxlen=blocks)  # full blocks' minima, oldest first
-        self._block_min = math.inf
-        self._block_frames = 0
-        self._window_min = -math.inf  # of the blocks in the window
-        self._started = False  # the first block, where a microphone fades in, has passed
+        # the quietest frame of the window, as the largest of the levels negated; without the
+        # first block, where a microphone fades in
+        self._window = BlockMaximum(blocks, self.BLOCK_FRAMES, skip_first=True) if blocks else None
 
     def update(self, level: float) -> float:
         v = self.value_dbfs
@@ -138,17 +179,11 @@ class NoiseFloor:
             v = min(level, v + self._rise)
         else:
             v = max(level, v - self._fall)
-        blocks = self._blocks
-        if blocks.maxlen:
-            self._block_min = min(self._block_min, level)
-            self._block_frames += 1
-            if self._block_frames == self.BLOCK_FRAMES:
-                if self._started:
-                    blocks.append(self._block_min)
-                    self._window_min = min(blocks)
-                self._started = True
-                self._block_min, self._block_frames = math.inf, 0
-            v = max(v, min(self._window_min, self._block_min))
+        window = self._window
+        if window is not None:
+            window.push(-level)
+            if window.filled:
+                v = max(v, -window.value)
         self.value_dbfs = v
         return v
 
@@ -208,10 +243,7 @@ class RemovedEnergy:
         self._in = 0.0
         self._out = 0.0
         self.db = 0.0
-        self._blocks: deque[float] = deque(maxlen=self.ROOM_BLOCKS)
-        self._blocks_max = -math.inf  # of the full blocks
-        self._block_max = -math.inf
-        self._block_frames = 0
+        self._room = BlockMaximum(self.ROOM_BLOCKS, self.BLOCK_FRAMES)
 
     def push(self, power_in: float, power_out: float) -> None:
         if len(self._frames) == self.WINDOW_FRAMES:
@@ -222,17 +254,12 @@ class RemovedEnergy:
         self._in += power_in
         self._out += power_out
         # the running sums may drift a hair below zero once loud frames leave the window
-        self.db = db = 10.0 * math.log10((max(self._in, 0.0) + 1e-12) / (max(self._out, 0.0) + 1e-12))
-        self._block_max = max(self._block_max, db)
-        self._block_frames += 1
-        if self._block_frames == self.BLOCK_FRAMES:
-            self._blocks.append(self._block_max)
-            self._blocks_max = max(self._blocks)  # once a block, not on every frame
-            self._block_max, self._block_frames = -math.inf, 0
+        self.db = 10.0 * math.log10((max(self._in, 0.0) + 1e-12) / (max(self._out, 0.0) + 1e-12))
+        self._room.push(self.db)
 
     @property
     def room_db(self) -> float:
-        return max(self._block_max, self._blocks_max)
+        return self._room.value
 
 
 def removal_bar(cfg: DetectorConfig, room_removed_db: float) -> float:
@@ -260,9 +287,9 @@ class DenoisedHearing:
     def process(self, frame: np.ndarray, level: float) -> float:
         """`frame`: float or PCM16, as `Denoiser.process` takes it; `level`: its dBFS."""
         y = self._denoiser.process(frame)
-        power = float(np.dot(y, y)) / len(y)
+        power = frame_power(y)
         self.removed.push(10 ** (level / 10), power)
-        p = self.hearing.hear(y, 10.0 * math.log10(power) if power > 1e-12 else SILENT_DBFS)
+        p = self.hearing.hear(y, power_dbfs(power))
         self.talking_share += self._alpha * ((p >= TALKING_PROBABILITY) - self.talking_share)
         return p
 
