@@ -202,7 +202,12 @@ class GateConfig:
         "and cancels it only once its turn holds this much (ms)",
     )
     max_turn_ms: int = _num(
-        30000, 1000, 60000, "a turn this long is committed even while speech goes on (ms)"
+        30000,
+        1000,
+        60000,
+        "a turn this long is committed even while speech goes on; nobody talks this long without a "
+        "pause, so it is the room (a TV, a crowd) and no turn starts again until the sound has paused "
+        "for end_silence_ms (ms)",
     )
     max_gap_upload_ms: int = _num(
         250, 0, 5000, "longest pause inside a turn that is uploaded in full; longer pauses are shortened (ms)"

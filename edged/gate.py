@@ -6,7 +6,7 @@ Hysteresis state machine, sans-I/O, on the sample clock:
     speech ──(non-speech frame)──► trailing silence (still "speech" phase)
     speech ──(min_speech_ms of speech in all)──► confirm: the turn will not be discarded
     trailing ──(end silence of non-speech)──► commit, or discard if too little speech
-    speech ──(max_turn_ms)──► forced commit (a new turn follows if speech goes on)
+    speech ──(max_turn_ms)──► forced commit; idle again once the sound pauses (end silence)
 
 Money and the user pull in opposite directions here: every appended byte is
 billed, but a clipped first syllable or a turn cut in a pause loses the user.
@@ -130,7 +130,6 @@ class _Turn:
     upload_end: int
     voiced_frames: int = 0
     uploaded_samples: int = 0
-    continued: bool = False  # follows a forced commit: the tail of a long utterance, never "too short"
     confirmed: bool = False  # a Confirm was emitted
 
 
@@ -161,6 +160,7 @@ class TurnGate:
             maxlen=max(1, self._end_frames, self._early_end_frames)
         )
         self._silence = 0
+        self._hushed = False  # a turn ran to max_turn_ms: wait for the sound to pause
         self._turn: _Turn | None = None
         self._turns = 0
         self.phase = Phase.IDLE
@@ -176,6 +176,7 @@ class TurnGate:
         self._ring.extend(old._ring)
         self._window.extend(old._window)
         self._turns, self._last_commit, self.discards = old._turns, old._last_commit, old.discards
+        self._hushed, self._silence = old._hushed, old._silence
 
     def _frames_of_window(self, share: float) -> int:
         # the share is a user-facing decimal: 0.3 of 10 frames is 3, not ceil(3.0000000000000004)
@@ -200,6 +201,12 @@ class TurnGate:
     # -- idle: wait for enough trigger frames in the start window -------------------------------
     def _idle(self, frame: np.ndarray, start: int, d: Evidence, playing: bool) -> list[Action]:
         self._ring.append((start, frame, d.onset))
+        if self._hushed:
+            self._silence = 0 if d.speech else self._silence + 1
+            if self._silence < self._end_frames:
+                return []
+            self._hushed = False
+            self._silence = 0
         self._window.append((start, d.trigger))
         if not d.trigger or sum(v for _, v in self._window) < self._needed(start, playing):
             return []
@@ -281,28 +288,24 @@ class TurnGate:
                 return out + self._end(end, "end_silence")
         if end - t.upload_start >= self._max_turn:
             out += self._end(end, "max_length")
-            if speech:
-                # speech goes on: the next turn starts right here, nothing is lost
-                self._turns += 1
-                nt = _Turn(self._turns, end, end, playing, end, end, continued=True)
-                self._turn = nt
-                self.phase = Phase.SPEECH
-                out.append(Start(nt.number, end, end, end, playing))
-                out += self._confirm(end)
+            # no user talks this long without a pause: it is the room (a TV, a crowd), and
+            # starting the next turn right here billed it turn after turn for as long as it went
+            # on; the gate listens again once the sound has paused
+            self._hushed = speech
         return out
 
     def _end_silence(self, t: _Turn) -> int:
         """Frames of silence that end this turn. A pause after the first word or two is
         usually the user thinking, so it waits longer; once a sentence is under way a shorter
         silence ends it, which is most of the reply's delay saved on most turns."""
-        settled = t.continued or t.voiced_frames >= self._settled
+        settled = t.voiced_frames >= self._settled
         return self._end_frames if settled else self._early_end_frames
 
     def _confirm(self, at: int) -> list[Action]:
         """Confirm the turn once, when it can no longer end as too short."""
         t = self._turn
         assert t is not None
-        if t.confirmed or not (t.continued or t.voiced_frames >= self._min_voiced):
+        if t.confirmed or t.voiced_frames < self._min_voiced:
             return []
         t.confirmed = True
         return [Confirm(t.number, at)]
@@ -325,7 +328,7 @@ class TurnGate:
         self._window.clear()
         self._silence = 0
         self.phase = Phase.IDLE
-        if t.voiced_frames < self._min_voiced and reason != "max_length" and not t.continued:
+        if t.voiced_frames < self._min_voiced and reason != "max_length":
             self.discards += 1
             return [Discard(t.number, t.speech_start, t.speech_end, t.uploaded_samples, at, "too_short")]
         self._last_commit = at

@@ -144,21 +144,26 @@ def test_a_short_turn_waits_longer_for_its_end_than_a_settled_one() -> None:
     assert [a.at for _, a in of(actions, Commit)] == [(199 + 50) * N]
 
 
-def test_max_turn_forces_commit_and_loses_nothing() -> None:
+def test_max_turn_commits_and_listens_again_only_after_a_pause() -> None:
+    """Speech without a pause for max_turn_ms is the room (a TV, a crowd): one commit, then
+    nothing until the sound pauses; before, a new turn followed at once, billed again every
+    max_turn_ms for as long as the room talked."""
     cfg = GateConfig(**{**CFG.__dict__, "max_turn_ms": 2000})
-    # speech 50..429: forced commits at frames 219 and 419 leave a 100 ms tail of speech
+    # speech 50..429 with no pause: one forced commit at frame 219, then nothing
     _, actions = run(seq((False, 50), (True, 380), (False, 100)), cfg)
     commits = [a for _, a in of(actions, Commit)]
-    assert [c.reason for c in commits] == ["max_length", "max_length", "end_silence"]
-    assert [c.at for c in commits[:2]] == [220 * N, 420 * N]
-    for c in commits[:-1]:
-        assert c.upload_end - c.upload_start == 2000 * 16
-    frames = uploaded_frames(actions)
-    # every frame from the pre-roll to the post-roll, each exactly once, in order
-    assert frames == list(range(50 - 30, 430 + 15))
-    # the tail after the last forced commit is shorter than min_speech_ms, yet committed
-    tail = commits[-1]
-    assert tail.speech_end - tail.speech_start < CFG.min_speech_ms * 16
+    assert [c.reason for c in commits] == ["max_length"]
+    assert commits[0].at == 220 * N and commits[0].upload_end - commits[0].upload_start == 2000 * 16
+    assert len(of(actions, Start)) == 1
+    # the same, then a pause as long as the end silence, then speech: that starts a turn
+    pause = CFG.end_silence_ms // 10
+    _, actions = run(seq((False, 50), (True, 380), (False, pause), (True, 60), (False, 100)), cfg)
+    commits = [a for _, a in of(actions, Commit)]
+    assert [c.reason for c in commits] == ["max_length", "end_silence"]
+    assert commits[1].speech_start == (430 + pause) * N
+    # a pause one frame shorter does not: the room has not stopped talking
+    _, actions = run(seq((False, 50), (True, 380), (False, pause - 1), (True, 60), (False, 100)), cfg)
+    assert [c.reason for _, c in of(actions, Commit)] == ["max_length"]
 
 
 def test_end_of_input_commits_open_turn() -> None:
