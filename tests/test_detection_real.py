@@ -169,3 +169,20 @@ def test_babble_after_the_words_does_not_hold_the_turn(demo_audio, demo_labels) 
         held_ms[removed_db] = words_turn[0]["commit_ms"] - words_end_ms
     assert held_ms[Config().detector.denoised_hold_removed_db] < 1500
     assert held_ms[120.0] > 10_000  # the whole babble
+
+
+def test_babble_starting_in_a_quiet_room_is_not_uploaded_turn_after_turn() -> None:
+    """A babble that starts after a quiet room can hold a turn to `gate.max_turn_ms`, and the
+    next turn used to start on the same sample, so the whole babble was uploaded in back-to-
+    back turns, each a billed reply. Nobody talks that long without a pause: after such a
+    turn, the gate waits for the sound to pause."""
+    babble, rate = read_mono(DATA / "babble_20s.wav")
+    quiet = np.random.default_rng(1).standard_normal(10 * rate).astype(np.float32) * 1e-4  # -80 dBFS
+    sig = np.concatenate([quiet, babble, babble]).astype(np.float32)  # 40 s of babble, no pause
+    cfg = load_config(None, ["gate.max_turn_ms=5000"])
+    turns = replay_signal(cfg, sig, rate).turns
+    assert turns, "the babble no longer holds a turn to max_turn_ms: find a harder excerpt"
+    assert turns[0]["reason"] == "max_length"
+    starts = {t["upload_start_ms"] for t in turns}
+    assert not any(t["commit_ms"] in starts for t in turns), "a turn chained onto a forced commit"
+    assert sum(t["uploaded_ms"] for t in turns) <= 10_000  # of 40 s
