@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from detection import corpus_root, labelled_spans  # this folder's detection.py
 
 from edged.config import Config, load_config
 from edged.frames import RATE_HZ
@@ -58,18 +59,13 @@ def _segment(turns: list[dict[str, Any]], meta: dict[str, Any], start_ms: float)
     turn that overlaps the span, false turns among those that start in it."""
     end_ms = start_ms + meta["duration_s"] * 1000
     near = [t for t in turns if t["upload_start_ms"] < end_ms and t["upload_end_ms"] > start_ms]
-    utts = meta.get("utterances", [])
-    spans = [(u["start_s"] * 1000 + start_ms, u["end_s"] * 1000 + start_ms) for u in utts]
-    onsets = [
-        min([a for a, _ in meta["speech"] if a >= u["start_s"] - 1e-6] or [u["start_s"]]) * 1000 + start_ms
-        for u in utts
-    ]
+    spans, onsets = labelled_spans(meta, start_ms)
     scores, _ = score(near, spans, onsets=onsets)
     own = [t for t in near if start_ms <= t["upload_start_ms"] < end_ms]
     _, false_turns = score(own, spans)
     return {
         "file": meta["file"],
-        "utterances": len(utts),
+        "utterances": len(spans),
         "detected": sum(s.detected for s in scores),
         "clipped": sum(s.clipped for s in scores),
         "split": sum(s.split for s in scores),
@@ -120,11 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(RESULTS / "continuous.json"))
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
-    root = Path(args.corpus)
-    if (root / "dev" / "labels.json").is_file():
-        root = root / "dev"
-    if not (root / "labels.json").is_file():
-        print(f"{root}: no labels.json; build the corpus with ../shared/tools/vad_corpus.py", file=sys.stderr)
+    root = corpus_root(args.corpus)
+    if root is None:
         return 66
     cfg = load_config(args.config, args.overrides)
     files = json.loads((root / "labels.json").read_text())["files"]

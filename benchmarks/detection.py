@@ -43,6 +43,31 @@ from edged.wavio import read_mono
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def corpus_root(path: str) -> Path | None:
+    """The folder that holds labels.json: the corpus itself or its dev/; None, with the reason
+    on stderr, when neither does."""
+    root = Path(path)
+    if (root / "dev" / "labels.json").is_file():
+        root = root / "dev"
+    if (root / "labels.json").is_file():
+        return root
+    print(f"{path}: no labels.json; build the corpus with ../shared/tools/vad_corpus.py", file=sys.stderr)
+    return None
+
+
+def labelled_spans(meta: dict[str, Any], at_ms: float) -> tuple[list[tuple[float, float]], list[float]]:
+    """A corpus file's utterances as (start, end) and true onsets, in ms of a signal in which
+    the file begins at `at_ms`. The true onset is the first labelled speech frame: the corpus
+    pads utterances by 50 ms."""
+    utts = meta.get("utterances", [])
+    spans = [(u["start_s"] * 1000 + at_ms, u["end_s"] * 1000 + at_ms) for u in utts]
+    onsets = [
+        min([a for a, _ in meta["speech"] if a >= u["start_s"] - 1e-6] or [u["start_s"]]) * 1000 + at_ms
+        for u in utts
+    ]
+    return spans, onsets
+
+
 def _replay_one(args: tuple[Config, str, dict[str, Any], int]) -> dict[str, Any]:
     cfg, path, meta, offset_ms = args
     mic, rate = read_mono(path)
@@ -61,12 +86,7 @@ def _replay_one(args: tuple[Config, str, dict[str, Any], int]) -> dict[str, Any]
     out["cpu_us_per_frame"] = cpu_s * 1e6 / (out["input_s"] * 100)
     out["discards"] = res.summary["discards"]
     utts = meta.get("utterances", [])
-    spans = [(u["start_s"] * 1000 - offset_ms, u["end_s"] * 1000 - offset_ms) for u in utts]
-    # the true onset: the first labelled speech frame (the corpus pads utterances by 50 ms)
-    onsets = [
-        min([a for a, _ in meta["speech"] if a >= u["start_s"] - 1e-6] or [u["start_s"]]) * 1000 - offset_ms
-        for u in utts
-    ]
+    spans, onsets = labelled_spans(meta, -offset_ms)
     scores, false_turns = score(res.turns, spans, onsets=onsets)
     out["false_turns"] = false_turns
     out["speech_s"] = sum(e - s for s, e in meta["speech"])
@@ -262,11 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         "8 ms steps cover the second stage's 32 ms chunk",
     )
     args = ap.parse_args(argv)
-    root = Path(args.corpus)
-    if (root / "dev" / "labels.json").is_file():
-        root = root / "dev"
-    if not (root / "labels.json").is_file():
-        print(f"{root}: no labels.json; build the corpus with ../shared/tools/vad_corpus.py", file=sys.stderr)
+    root = corpus_root(args.corpus)
+    if root is None:
         return 66
     try:
         offsets = sorted({int(o) for o in args.offsets_ms.split(",")})
