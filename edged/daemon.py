@@ -251,6 +251,13 @@ class Daemon:
             self.metrics.add("edged_barge_ins_total")
         elif isinstance(a, Commit):
             self.metrics.add("edged_turns_total")
+            if a.reason == "max_length":
+                log.warning(
+                    "turn %d ran to gate.max_turn_ms (%d ms) without a pause: a TV or a crowd? "
+                    "no new turn starts until the sound pauses",
+                    a.turn,
+                    self.cfg.gate.max_turn_ms,
+                )
         elif isinstance(a, Discard):
             self.metrics.add("edged_false_starts_total")
 

@@ -399,3 +399,26 @@ async def test_a_stream_that_stops_by_itself_is_restarted_without_losing_the_tur
     assert daemon.metrics.get("edged_turns_total") == 1
     # at most 1.5 s (and the pre-roll) was heard before the restart
     assert daemon.session.turns_done[0].uploaded_ms > 2500
+
+
+def test_a_turn_held_to_max_turn_ms_is_told_in_the_journal(caplog, monkeypatch) -> None:
+    """After such a turn the gate stays deaf until the sound pauses (a TV or a crowd would be
+    billed turn after turn otherwise): a user who wonders why the device stopped answering
+    finds out why in journalctl."""
+    import logging
+
+    from edged.config import Config
+    from edged.daemon import Daemon
+    from edged.gate import Commit
+    from edged.sdnotify import Notifier
+
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    daemon = Daemon(Config(), None, KEY, notifier=Notifier(environ={}))
+    held = Commit(7, 0, 480_000, 0, 480_000, 480_000, 480_000, "max_length", False)
+    ended = Commit(8, 500_000, 520_000, 495_000, 525_000, 30_000, 525_000, "end_silence", False)
+    with caplog.at_level(logging.WARNING, logger="edged"):
+        daemon._count(held)
+        daemon._count(ended)
+    told = [r.getMessage() for r in caplog.records]
+    assert len(told) == 1 and told[0].startswith("turn 7 ran to gate.max_turn_ms (30000 ms)")
+    assert daemon.metrics.get("edged_turns_total") == 2
