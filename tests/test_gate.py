@@ -166,6 +166,22 @@ def test_max_turn_commits_and_listens_again_only_after_a_pause() -> None:
     assert [c.reason for _, c in of(actions, Commit)] == ["max_length"]
 
 
+def test_a_reload_while_waiting_for_the_pause_keeps_waiting() -> None:
+    """A gate rebuilt by a reload between turns takes over the wait: a reload must not let the
+    room's talk start turn after turn again."""
+    cfg = GateConfig(**{**CFG.__dict__, "max_turn_ms": 2000})
+    old, actions = run(seq((False, 50), (True, 300)), cfg, finish=False)
+    assert [a.reason for _, a in of(actions, Commit)] == ["max_length"]
+    gate = TurnGate(cfg)
+    gate.take_over(old)
+    pause = CFG.end_silence_ms // 10
+    later = []
+    for i, speech in enumerate(seq((True, 100), (False, pause), (True, 60)), start=350):
+        later += gate.push(np.full(N, float(i), dtype=np.float32), i * N, Verdict.of(speech))
+    starts = [a for a in later if isinstance(a, Start)]
+    assert len(starts) == 1 and starts[0].speech_start == (450 + pause) * N
+
+
 def test_end_of_input_commits_open_turn() -> None:
     _, actions = run(seq((False, 10), (True, 60)))
     (_, c) = of(actions, Commit)[0]
