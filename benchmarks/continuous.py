@@ -56,12 +56,13 @@ def _turns(cfg: Config, signal: np.ndarray) -> list[dict[str, Any]]:
 
 def _segment(turns: list[dict[str, Any]], meta: dict[str, Any], start_ms: float) -> dict[str, Any]:
     """Score one file's span of a stream that begins at `start_ms`: utterances against every
-    turn that overlaps the span, false turns among those that start in it."""
+    turn that overlaps the span, false turns among those whose speech starts in it (their
+    pre-roll may reach back into the file before)."""
     end_ms = start_ms + meta["duration_s"] * 1000
     near = [t for t in turns if t["upload_start_ms"] < end_ms and t["upload_end_ms"] > start_ms]
     spans, onsets = labelled_spans(meta, start_ms)
     scores, _ = score(near, spans, onsets=onsets)
-    own = [t for t in near if start_ms <= t["upload_start_ms"] < end_ms]
+    own = [t for t in near if start_ms <= t["start_ms"] < end_ms]
     _, false_turns = score(own, spans)
     return {
         "file": meta["file"],
