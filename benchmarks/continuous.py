@@ -6,7 +6,7 @@ with a detector that has heard nothing but that file. A device listens for days,
 it heard before a noise began changes how it hears the noise: Silero's recurrent memory
 settles differently. On the development corpus (seed 7), its babble gave no false turn in
 5 minutes from a fresh start, but after a minute of a quiet room the same babble was
-uploaded for 4.4 of those minutes, in back-to-back 30 s turns. This replays, each through
+uploaded for 4.6 of those minutes, in back-to-back 30 s turns. This replays, each through
 one pipeline that is never restarted:
 
 1. every noise-only file after `--bed-s` of a quiet room (the corpus's own fan and street
@@ -50,15 +50,13 @@ def _load(root: Path, name: str) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _turns(cfg: Config, signal: np.ndarray) -> list[dict[str, Any]]:
-    return replay_signal(cfg, signal, RATE_HZ).turns
-
-
-def _segment(turns: list[dict[str, Any]], meta: dict[str, Any], start_ms: float) -> dict[str, Any]:
-    """Score one file's span of a stream that begins at `start_ms`: utterances against every
-    turn that overlaps the span, false turns among those whose speech starts in it (their
-    pre-roll may reach back into the file before)."""
-    end_ms = start_ms + meta["duration_s"] * 1000
+def _segment(
+    turns: list[dict[str, Any]], meta: dict[str, Any], start_ms: float, length_ms: float
+) -> dict[str, Any]:
+    """Score one file's span of a stream, `length_ms` from `start_ms`: utterances against
+    every turn that overlaps the span, false turns among those whose speech starts in it
+    (their pre-roll may reach back into the file before)."""
+    end_ms = start_ms + length_ms
     near = [t for t in turns if t["upload_start_ms"] < end_ms and t["upload_end_ms"] > start_ms]
     spans, onsets = labelled_spans(meta, start_ms)
     scores, _ = score(near, spans, onsets=onsets)
@@ -73,7 +71,7 @@ def _segment(turns: list[dict[str, Any]], meta: dict[str, Any], start_ms: float)
         "false_turns": false_turns,
         # what the file's own turns uploaded of the noise (all of it, for a noise-only file)
         "uploaded_s": sum(t["uploaded_ms"] for t in own) / 1000,
-        "hours": meta["duration_s"] / 3600,
+        "hours": length_ms / 3_600_000,
     }
 
 
@@ -86,11 +84,12 @@ def _stream(job: tuple[Config, str, list[dict[str, Any]], str | None, float]) ->
         parts.append(_load(root, bed)[: int(bed_s * RATE_HZ)] * np.float32(10 ** (BED_GAIN_DB / 20)))
     lead_ms = sum(len(p) for p in parts) * 1000 / RATE_HZ
     signals = [_load(root, m["file"]) for m in files]
-    turns = _turns(cfg, np.concatenate(parts + signals))
+    turns = replay_signal(cfg, np.concatenate(parts + signals), RATE_HZ).turns
     out, at = [], lead_ms
     for m, x in zip(files, signals, strict=True):
-        out.append(_segment(turns, m, at))
-        at += len(x) * 1000 / RATE_HZ
+        length_ms = len(x) * 1000 / RATE_HZ
+        out.append(_segment(turns, m, at, length_ms))
+        at += length_ms
     return out
 
 
@@ -138,10 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     for (what, _), res in zip(jobs, results, strict=True):
         rows.setdefault(what, []).extend(res)
 
-    def noise_rows(what: str) -> dict[str, dict[str, Any]]:
-        return {r["file"]: r for r in rows.get(what, []) if r["file"] in names}
-
     columns = ["fresh", *[label for label, _ in beds], "noise stream"]
+    # each column's noise-only rows, by file
+    by_column = {c: {r["file"]: r for r in rows.get(c, []) if r["file"] in names} for c in columns}
     print("False turns per hour, and seconds uploaded per hour, on the noise-only files")
     print("(fresh: a new pipeline per file, as detection.py; after a quiet bed; back to back)\n")
     print("| noise | " + " | ".join(columns) + " |")
@@ -150,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in noises:
         cells, table[m["file"]] = [], {}
         for c in columns:
-            r = noise_rows(c)[m["file"]]
+            r = by_column[c][m["file"]]
             per_h = 1 / r["hours"]
             table[m["file"]][c] = {
                 "false_turns_per_hour": r["false_turns"] * per_h,

@@ -25,11 +25,12 @@ from edged.config import Config
 from edged.frames import RATE_HZ
 from edged.gate import Commit
 from edged.pipeline import Pipeline
-from edged.resample import StreamingResampler
+from edged.replay import DEVICE_BLOCK_MS
+from edged.resample import resample_whole
 from edged.wavio import read_mono
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BLOCK = 3 * 160  # the device's 30 ms blocks
+BLOCK = RATE_HZ * DEVICE_BLOCK_MS // 1000  # the chunks a sound card hands over, as in replay
 
 
 def resident_mb() -> float:
@@ -47,10 +48,10 @@ def load(paths: list[str]) -> np.ndarray:
     parts = []
     for f in files:
         x, rate = read_mono(str(f))
-        parts.append(x if rate == RATE_HZ else StreamingResampler(rate, RATE_HZ).process(x))
+        parts.append(resample_whole(x, rate, RATE_HZ))
     if not parts:
         raise SystemExit(f"{' '.join(paths)}: no WAV files")
-    return np.concatenate(parts).astype(np.float32)
+    return np.concatenate(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
