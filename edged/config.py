@@ -143,6 +143,14 @@ class DetectorConfig:
         "how much less the suppressor must remove than from the room alone (the most it removed from any "
         "second of the last five) for the denoised audio to keep a turn going (dB)",
     )
+    tone_max_partials: int = _num(
+        2,
+        0,
+        10,
+        "a frame whose spectrum holds only 1 to this many prominent partials (a chime, a beep, a "
+        "ringtone) never starts a turn, whatever Silero says of it; a voice holds a comb of harmonics "
+        "(0: off)",
+    )
     warmup_ms: int = _num(
         500,
         0,

@@ -39,6 +39,10 @@ said over it, the denoised hearing kept the turn going until the babble paused
 the suppressor removes as much as from the room alone, and over a voice far
 less; so the denoised hearing keeps a turn only while it removes little of the
 sound, for this room (`RemovedEnergy`).
+
+Silero also takes some chimes for a voice (a notification sound of three hummed
+notes started a turn each time it played): a frame it would start a turn on must
+also hold more partials than a tone (`tones.py`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from .config import DetectorConfig
 from .denoise import Denoiser
 from .frames import FRAME_MS, RATE_HZ
 from .silero import SileroVad
+from .tones import ToneEar
 from .wavio import to_pcm16
 
 SILENT_DBFS = -120.0
@@ -88,6 +93,7 @@ class Decision:
     room_talking: bool = False  # the denoised hearing heard speech over talking_room_share of late
     removed_db: float = 0.0  # what the suppressor removed of the last second's sound (RemovedEnergy)
     room_removed_db: float = 0.0  # ... and the most it removed from any second of the last five
+    tonal: bool = False  # the second stage would have started a turn, but it was a tone (tones.py)
 
 
 SILENT = Decision(SILENT_DBFS, SILENT_DBFS, False, False, 0.0, False, False, False)
@@ -339,6 +345,10 @@ class SpeechDetector:
                 self._floor.value_dbfs = previous._floor.value_dbfs
         # frames since the second stage last heard speech
         self._since_held = previous._since_held if previous is not None else 0
+        self._tones = ToneEar(cfg.tone_max_partials)
+        if previous is not None:
+            self._tones.push(previous._tones.window)
+            self._tones.recent_share = previous._tones.recent_share
 
     def memory(self) -> list[np.ndarray]:
         """The second stage's recurrent state (plain, then denoised hearing), to be recalled
@@ -358,10 +368,15 @@ class SpeechDetector:
         """The second stage also hears the room through noise suppression (denoise_level)."""
         return self._denoised is not None
 
-    def process(self, frame: np.ndarray) -> Decision:
+    def process(self, frame: np.ndarray, playing: bool = False) -> Decision:
         """One 10 ms float frame in, one decision out (webrtcvad's verdict is the
-        latest complete block's, so it lags by at most vad_frame_ms - 10 ms)."""
-        d = self._decide(frame)
+        latest complete block's, so it lags by at most vad_frame_ms - 10 ms).
+
+        `playing`: the device's speaker plays. Then the echo canceller's suppressor carves
+        a user's voice down to its strongest harmonics, so it is not checked for tones
+        (on benchmarks/echo.py's 16 extra rooms that check missed 3 of 112 barge-ins); the
+        pipeline's echo-aware rules decide there instead."""
+        d = self._decide(frame, playing)
         if self._warming:
             # fresh from start the floor, the gain and the second stage's memory know nothing
             # of the room, and Silero takes the first bars of music or babble for a voice
@@ -370,7 +385,7 @@ class SpeechDetector:
                 d = replace(d, trigger=False)
         return d
 
-    def _decide(self, frame: np.ndarray) -> Decision:
+    def _decide(self, frame: np.ndarray, playing: bool) -> Decision:
         n = len(frame)
         pcm = to_pcm16(frame)
         self._block[self._filled * n : (self._filled + 1) * n] = pcm
@@ -387,6 +402,7 @@ class SpeechDetector:
         if self._plain is None:
             return Decision(level, floor, self._vad_state, loud, 0.0, fast, fast, fast)
         prob = self._plain.hear(frame, level)
+        self._tones.push(frame)
         trigger = prob >= cfg.start_probability
         held = prob >= cfg.hold_probability
         p_dn, talking, removed_db, room_db = 0.0, False, 0.0, 0.0
@@ -406,7 +422,9 @@ class SpeechDetector:
                     and level >= floor + cfg.onset_margin_db
                     and removed_db <= removal_bar(cfg, room_db)
                 )
-        heard = (p_dn, talking, removed_db, room_db)  # what the denoised hearing reports
+        tonal = trigger and not playing and self._tones.tonal()  # a chime or a beep: see tones.py
+        trigger = trigger and not tonal
+        heard = (p_dn, talking, removed_db, room_db, tonal)  # what the second stage reports besides
         if cfg.mode == "silero":
             return Decision(level, floor, self._vad_state, loud, prob, trigger, trigger, held, *heard)
         # combined: Silero starts turns; the fast stage anchors where speech began and,

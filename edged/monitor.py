@@ -53,6 +53,7 @@ THRESHOLD_KEYS: tuple[tuple[str, str, str], ...] = (
     ("detector", "denoise_level", ""),
     ("detector", "denoised_hold_removed_db", "dB"),
     ("detector", "denoised_hold_under_room_db", "dB"),
+    ("detector", "tone_max_partials", ""),
     ("gate", "start_window_ms", "ms"),
     ("gate", "start_voiced_ratio", ""),
     ("gate", "end_silence_ms", "ms"),
@@ -94,6 +95,7 @@ class Snapshot:
     removed_db: float | None  # at the end, what the suppressor removed of the last second (dB)
     room_removed_db: float | None  # ... and the most from any second of the last five: the room
     trigger: bool  # some frame could start a turn
+    tonal: bool  # some frame would have started one, but was heard as a tone (a chime, a beep)
     speech: bool  # the final speech decision held on some frame
     phase: Phase  # the gate's phase at the end
     active: bool  # the gate was out of idle on some frame
@@ -185,6 +187,7 @@ class Summariser:
                 removed_db=ds[-1].removed_db if self._denoised else None,
                 room_removed_db=ds[-1].room_removed_db if self._denoised else None,
                 trigger=any(d.trigger for d in ds),
+                tonal=any(d.tonal for d in ds),
                 speech=any(d.speech for d in ds),
                 **state,
             )
@@ -238,6 +241,11 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def _trigger_text(s: Snapshot) -> str:
+    """Says "tone" where the second stage heard a voice that was a chime or a beep (tones.py)."""
+    return "yes" if s.trigger else "tone" if s.tonal else "no"
+
+
 def _events_text(events: Sequence[TurnEvent]) -> str:
     return ",".join(f"{e.kind}#{e.turn}" + (f":{e.reason}" if e.reason else "") for e in events) or "-"
 
@@ -265,7 +273,7 @@ def format_line(s: Snapshot) -> str:
             f"cues={fast}".ljust(19),
             f"p={s.probability:.2f}",
             *denoised,
-            f"trigger={_yes(s.trigger)}".ljust(11),
+            f"trigger={_trigger_text(s)}".ljust(12),
             f"speech={_yes(s.speech)}".ljust(10),
             f"phase={s.phase.value}".ljust(14),
             f"event={_events_text(s.events)}",
@@ -359,7 +367,7 @@ def format_screen(s: Snapshot, cfg: Config, source: str, width: int = 80) -> lis
                     )
                 )
     rows += [
-        row("decision", f"speech {_yes(s.speech).upper()}", f"trigger {_yes(s.trigger)}"),
+        row("decision", f"speech {_yes(s.speech).upper()}", f"trigger {_trigger_text(s)}"),
         row("turn gate", s.phase.value.upper(), turn),
         row("", "", f"{s.committed} committed, {s.discarded} discarded")
         + (f"   last: {_events_text([last])} at {last.t_s:.2f} s" if last else ""),

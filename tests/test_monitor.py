@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chime import RATE, hummed_chime, quiet_room_with
 
 from edged.cli import main
 from edged.config import EX_CONFIG, load_config
 from edged.monitor import Summariser, format_line, format_screen, run_monitor
 from edged.pipeline import Pipeline
+from edged.wavio import write_pcm16
 
 Row = dict[str, str]
 
@@ -157,6 +159,18 @@ def test_seconds_bounds_the_run(demo_wav: Path) -> None:
     # the turn open at the end is closed, as at the end of a recording, on one more line
     assert rs[-1]["event"] == "commit#1:end_of_input" and times[-1] == times[-2]
     assert lines[-1] == f"# {rs[-1]['t']} s of audio: 1 turns committed, 0 discarded"
+
+
+def test_a_chime_silero_takes_for_a_voice_shows_as_a_tone(tmp_path: Path) -> None:
+    """Why did the chime not start a turn, though p rose? The line says so."""
+    wav = tmp_path / "chime.wav"
+    write_pcm16(wav, quiet_room_with(hummed_chime(), -25.0, times=3), RATE)
+    rc, lines = run_plain("--input", str(wav), "--speed", "0")
+    assert rc == 0
+    rs = rows(lines)
+    tones = [r for r in rs if r["trigger"] == "tone"]
+    assert tones and all(float(r["p"]) >= load_config().detector.start_probability for r in tones)
+    assert not any(r["event"].startswith("commit#") for r in rs)
 
 
 def test_bad_set_exits_78(demo_wav: Path, capsys) -> None:

@@ -1,0 +1,83 @@
+"""A chime, a beep or a ringtone never opens a turn, though Silero may take it for a voice;
+a voice is untouched by the check that stops it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from chime import RATE, hummed_chime, quiet_room_with
+
+from edged.config import Config, DetectorConfig, load_config
+from edged.detector import SpeechDetector
+from edged.frames import FRAME_SAMPLES
+from edged.replay import replay_file, replay_signal
+from edged.tones import WINDOW_SAMPLES, ToneEar, partial_count
+
+
+@pytest.mark.parametrize("peak_dbfs", [-25.0, -10.0])
+def test_a_hummed_chime_that_fools_silero_opens_no_turn(peak_dbfs: float) -> None:
+    room = quiet_room_with(hummed_chime(), peak_dbfs, times=8)
+    unchecked = replay_signal(load_config(None, ["detector.tone_max_partials=0"]), room, RATE)
+    assert unchecked.summary["turns"] >= 3, "the chime no longer fools Silero: the test proves nothing"
+    shipped = replay_signal(Config(), room, RATE)
+    assert shipped.summary["turns"] == 0
+    assert shipped.summary["uploaded_ms"] == 0
+
+
+def test_the_check_changes_no_turn_of_the_bundled_speech(demo_wav) -> None:
+    unchecked = replay_file(load_config(None, ["detector.tone_max_partials=0"]), demo_wav)
+    shipped = replay_file(Config(), demo_wav)
+    assert len(shipped.turns) >= 10
+    assert shipped.turns == unchecked.turns
+
+
+def test_partials_of_a_tone_and_of_a_voice(demo_audio) -> None:
+    t = np.arange(WINDOW_SAMPLES) / RATE
+    assert partial_count(np.sin(2 * np.pi * 440 * t).astype(np.float32)) == 1
+    two = np.sin(2 * np.pi * 200 * t) + 0.5 * np.sin(2 * np.pi * 400 * t)
+    assert partial_count(two.astype(np.float32)) == 2
+    # the loud frames of the bundled speech are voiced: a comb of harmonics under the formants
+    x, rate = demo_audio
+    assert rate == RATE
+    frames = x[: len(x) // WINDOW_SAMPLES * WINDOW_SAMPLES].reshape(-1, WINDOW_SAMPLES)
+    level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    loud = frames[level > level.max() - 15]
+    counts = np.array([partial_count(f) for f in loud])
+    assert len(counts) > 50
+    assert np.mean(counts <= 2) < 0.2
+    assert np.median(counts) >= 4
+    with pytest.raises(ValueError, match="512 samples"):
+        partial_count(np.zeros(160, np.float32))
+
+
+def test_a_frame_without_partials_is_a_tone_only_amid_one() -> None:
+    """A chime's notes change or fade through frames with no prominent partial; a fricative
+    or a whisper has none either, and must not be taken for a tone."""
+    t = np.arange(160 * 40) / RATE
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    flat = np.zeros(160, np.float32)  # no partial at all
+    ear = ToneEar(2)
+    for k in range(20):
+        ear.push(tone[k * 160 : (k + 1) * 160])
+        assert ear.tonal() or k < WINDOW_SAMPLES // 160  # once the window holds only the tone
+    for _ in range(4):
+        ear.push(flat)
+    assert ear.tonal()  # no partial at all, amid the tone
+    fresh = ToneEar(2)
+    for _ in range(4):
+        fresh.push(flat)
+    assert not fresh.tonal()  # on its own
+    assert not ToneEar(0).tonal()  # 0: the check is off
+
+
+def test_no_tone_check_while_the_device_plays() -> None:
+    """The canceller's suppressor leaves a user's voice only its strongest harmonics while the
+    speaker plays: there the echo-aware rules decide, not the tone check."""
+    room = quiet_room_with(hummed_chime(), -25.0, times=2)
+    frames = [room[i : i + FRAME_SAMPLES] for i in range(0, len(room) - FRAME_SAMPLES + 1, FRAME_SAMPLES)]
+    quiet, playing = SpeechDetector(DetectorConfig()), SpeechDetector(DetectorConfig())
+    heard_quiet = [quiet.process(f) for f in frames]
+    heard_playing = [playing.process(f, playing=True) for f in frames]
+    assert sum(d.tonal for d in heard_quiet) >= 10
+    assert not any(d.tonal for d in heard_playing)
+    assert any(d.trigger for d in heard_playing)
