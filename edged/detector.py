@@ -368,15 +368,10 @@ class SpeechDetector:
         """The second stage also hears the room through noise suppression (denoise_level)."""
         return self._denoised is not None
 
-    def process(self, frame: np.ndarray, playing: bool = False) -> Decision:
+    def process(self, frame: np.ndarray) -> Decision:
         """One 10 ms float frame in, one decision out (webrtcvad's verdict is the
-        latest complete block's, so it lags by at most vad_frame_ms - 10 ms).
-
-        `playing`: the device's speaker plays. Then the echo canceller's suppressor carves
-        a user's voice down to its strongest harmonics, so it is not checked for tones
-        (on benchmarks/echo.py's 16 extra rooms that check missed 3 of 112 barge-ins); the
-        pipeline's echo-aware rules decide there instead."""
-        d = self._decide(frame, playing)
+        latest complete block's, so it lags by at most vad_frame_ms - 10 ms)."""
+        d = self._decide(frame)
         if self._warming:
             # fresh from start the floor, the gain and the second stage's memory know nothing
             # of the room, and Silero takes the first bars of music or babble for a voice
@@ -385,7 +380,7 @@ class SpeechDetector:
                 d = replace(d, trigger=False)
         return d
 
-    def _decide(self, frame: np.ndarray, playing: bool) -> Decision:
+    def _decide(self, frame: np.ndarray) -> Decision:
         n = len(frame)
         pcm = to_pcm16(frame)
         self._block[self._filled * n : (self._filled + 1) * n] = pcm
@@ -422,7 +417,7 @@ class SpeechDetector:
                     and level >= floor + cfg.onset_margin_db
                     and removed_db <= removal_bar(cfg, room_db)
                 )
-        tonal = trigger and not playing and self._tones.tonal()  # a chime or a beep: see tones.py
+        tonal = trigger and self._tones.tonal()  # a chime or a beep: see tones.py
         trigger = trigger and not tonal
         heard = (p_dn, talking, removed_db, room_db, tonal)  # what the second stage reports besides
         if cfg.mode == "silero":

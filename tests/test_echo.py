@@ -196,9 +196,9 @@ def test_the_second_stage_hears_the_room_again_once_a_reply_is_over(demo_audio, 
     heard, made = [], []  # the memory each frame is heard with, and the one it leaves
     process = p.detector.process
 
-    def listen(frame: np.ndarray, playing: bool = False):
+    def listen(frame: np.ndarray):
         heard.append(p.detector.memory())
-        d = process(frame, playing)
+        d = process(frame)
         made.append(p.detector.memory())
         return d
 
