@@ -1,5 +1,6 @@
-"""A synthetic chime that Silero takes for a voice, in a quiet room: shared by the tests of
-the tone check and of the monitor that shows it."""
+"""Synthetic household sounds that Silero takes for a voice (a notification chime, a
+telephone ring), in a quiet room: shared by the tests of the tone check and of the monitor
+that shows it."""
 
 from __future__ import annotations
 
@@ -36,3 +37,12 @@ def quiet_room_with(sound: np.ndarray, peak_dbfs: float, times: int, gap_s: floa
         i = int((2 + k * (len(sound) / RATE + gap_s)) * RATE)
         x[i : i + len(sound)] += sound
     return x.astype(np.float32)
+
+
+def telephone_ring(seconds: float = 2.0) -> np.ndarray:
+    """A North American ring: 440 and 480 Hz together, switched on and off 20 times a second."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    y = (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 480 * t)) * (np.sin(2 * np.pi * 20 * t) > 0)
+    y[:80] *= np.linspace(0.0, 1.0, 80)
+    y[-80:] *= np.linspace(1.0, 0.0, 80)
+    return y
