@@ -395,10 +395,13 @@ async def test_a_stream_that_stops_by_itself_is_restarted_without_losing_the_tur
             await asyncio.sleep(0.01)
         daemon._stop.set()
         await task
-    assert daemon.metrics.get("edged_audio_reopens_total") == 1
-    assert daemon.metrics.get("edged_turns_total") == 1
+    # if this fails, say how: PulseAudio's delay in delivering from the reopened stream decides
+    # how much of the sentence is heard after the restart
+    seen = (daemon.metrics.get("edged_audio_reopens_total"), daemon.session.turns_done)
+    assert daemon.metrics.get("edged_audio_reopens_total") == 1, seen
+    assert daemon.metrics.get("edged_turns_total") == 1, seen
     # at most 1.5 s (and the pre-roll) was heard before the restart
-    assert daemon.session.turns_done[0].uploaded_ms > 2500
+    assert daemon.session.turns_done[0].uploaded_ms > 2500, seen
 
 
 def test_a_turn_held_to_max_turn_ms_is_told_in_the_journal(caplog, monkeypatch) -> None:
