@@ -35,7 +35,9 @@ LONG_WINDOW_SAMPLES = 1024  # 64 ms: down to about 70 Hz (16 Hz bins)
 LONG_MAX_PARTIALS = 3  # a tone shows at most this many in the long window
 LOW_HZ, HIGH_HZ = 150.0, 4000.0  # where a voice's harmonics and formants stand out
 PROMINENCE_DB = 10.0  # a partial stands this far over the lowest bin within REACH_BINS on each side
-REACH_BINS = 3  # 3 bins: half-way to the next harmonic of the lowest voice each window resolves
+# each side: past the valley before the next harmonic of the lowest voice each window resolves
+# (half-way to it is 1.6 bins at 100 Hz in 32 ms, 2.2 bins at 70 Hz in 64 ms)
+REACH_BINS = 3
 RANGE_DB = 30.0  # partials this far below the strongest one in the band are not counted
 
 _PROMINENCE = 10.0 ** (PROMINENCE_DB / 10.0)
