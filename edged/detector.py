@@ -345,10 +345,9 @@ class SpeechDetector:
                 self._floor.value_dbfs = previous._floor.value_dbfs
         # frames since the second stage last heard speech
         self._since_held = previous._since_held if previous is not None else 0
-        self._tones = ToneEar(cfg.tone_max_partials)
-        if previous is not None:
-            self._tones.push(previous._tones.window)
-            self._tones.recent_share = previous._tones.recent_share
+        # what the tone check has heard of late carries over; only its bar may change
+        self._tones = previous._tones if previous is not None else ToneEar(cfg.tone_max_partials)
+        self._tones.max_partials = cfg.tone_max_partials
 
     def memory(self) -> list[np.ndarray]:
         """The second stage's recurrent state (plain, then denoised hearing), to be recalled
