@@ -10,7 +10,8 @@
    only the device spoke: each pauses the reply), how many of those went on to cancel it
    (confirmed as speech; an upper bound, since here the echo plays on through the pause
    where a real device falls silent), barge-in recall (the user's first word during playback starts a
-   turn within 300 ms of its onset) and the barge-in latency. Then the same over
+   turn within 300 ms of its onset), the barge-in latency, and how many barge-ins start a turn
+   within 2 s at all (a late one still stops the device: the user was heard). Then the same over
    `--more-rooms` more rooms of the same kinds built with other seeds: four rooms are few
    enough for a setting to fit them and fail elsewhere. Last, all those rooms with nobody
    talking, where every turn start is a false barge-in.
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_BENCH = ROOT.parent / "shared" / "tools" / "aec_bench.py"
 CAUGHT_MS = 300
+HEARD_MS = 2000  # a user the device stops for within this long was heard, if late
 
 
 def load_bench(path: Path) -> Any:
@@ -130,9 +132,12 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
     quiet_before = np.convolve(talking, np.ones(101), "full")[: len(talking)] - talking == 0
     onsets = np.flatnonzero(talking & replying & quiet_before)
     latencies: list[float | None] = []
+    heard: list[float | None] = []
     for onset in onsets:
-        hits = [(k - onset) * 10 for k in at if -5 <= k - onset <= CAUGHT_MS // 10]
-        latencies.append(float(min(hits)) if hits else None)
+        hits = [(k - onset) * 10 for k in at if -5 <= k - onset <= HEARD_MS // 10]
+        first = float(min(hits)) if hits else None
+        heard.append(first)
+        latencies.append(first if first is not None and first <= CAUGHT_MS else None)
     playback_min = minutes(playing)
     return {
         "false_barge_ins": len(false),
@@ -142,6 +147,8 @@ def gate_on_scenario(sc: dict[str, Any], cfg: Config) -> dict[str, Any]:
         "barge_ins": len(onsets),
         "barge_ins_caught": sum(x is not None for x in latencies),
         "barge_in_latencies_ms": latencies,
+        "barge_ins_heard": sum(x is not None for x in heard),
+        "barge_in_heard_latencies_ms": heard,
     }
 
 
@@ -194,7 +201,7 @@ def gate_rows(scen: list[dict[str, Any]], cfg: Config) -> dict[str, dict[str, An
 
 def gate_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What users feel, over all rooms: false barge-ins per minute of playback and the share
-    of barge-ins caught within CAUGHT_MS."""
+    of barge-ins caught within CAUGHT_MS (and, later or not, within HEARD_MS)."""
     total_min = sum(r["playback_min"] for r in rows.values())
     n_bi = sum(r["barge_ins"] for r in rows.values())
     n_caught = sum(r["barge_ins_caught"] for r in rows.values())
@@ -208,6 +215,7 @@ def gate_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "barge_ins": n_bi,
         "barge_ins_caught": n_caught,
         "barge_in_recall": n_caught / n_bi if n_bi else 0.0,
+        "barge_ins_heard": sum(r["barge_ins_heard"] for r in rows.values()),
         "barge_in_latency_ms_median": float(np.median(lats)) if lats else None,
     }
 
@@ -343,21 +351,21 @@ def main(argv: list[str] | None = None) -> int:
     caught_head = f"barge-ins caught ≤ {CAUGHT_MS} ms"
     print(
         f"| scenario | false barge-ins (pauses) | per min of playback | of which cancel the reply "
-        f"| {caught_head} | latency ms |"
+        f"| {caught_head} | latency ms | heard ≤ {HEARD_MS / 1000:g} s |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         lats = [x for x in r["barge_in_latencies_ms"] if x is not None]
         med = f"{np.median(lats):.0f}" if lats else "-"
         print(
             f"| {name} | {r['false_barge_ins']} | {r['false_per_min']:.2f} | {r['false_cancels']} | "
-            f"{r['barge_ins_caught']}/{r['barge_ins']} | {med} |"
+            f"{r['barge_ins_caught']}/{r['barge_ins']} | {med} | {r['barge_ins_heard']}/{r['barge_ins']} |"
         )
     summary = gate_summary(rows)
     print(
         f"| all | {summary['false_barge_ins']} | {summary['false_barge_ins_per_min']:.2f} | "
         f"{summary['false_cancels_per_min']:.2f}/min | {summary['barge_ins_caught']}/{summary['barge_ins']} "
-        f"| {summary['barge_in_latency_ms_median']} |"
+        f"| {summary['barge_in_latency_ms_median']} | {summary['barge_ins_heard']}/{summary['barge_ins']} |"
     )
     result: dict[str, Any] = {"gate": rows, "gate_summary": summary}
     extra = more_scenarios(bench, mat, args.more_rooms)
@@ -366,13 +374,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {args.more_rooms} more rooms (other seeds) | {more['false_barge_ins']} | "
             f"{more['false_barge_ins_per_min']:.2f} | {more['false_cancels_per_min']:.2f}/min | "
-            f"{more['barge_ins_caught']}/{more['barge_ins']} | {more['barge_in_latency_ms_median']} |"
+            f"{more['barge_ins_caught']}/{more['barge_ins']} | {more['barge_in_latency_ms_median']} "
+            f"| {more['barge_ins_heard']}/{more['barge_ins']} |"
         )
         result["more_rooms_summary"] = more
     quiet = nobody_talking(scen + extra, Config())
     print(
         f"| the {quiet['rooms']} rooms with nobody talking | {quiet['false_barge_ins']} | "
-        f"{quiet['false_barge_ins_per_min']:.2f} | {quiet['false_cancels_per_min']:.2f}/min | - | - |"
+        f"{quiet['false_barge_ins_per_min']:.2f} | {quiet['false_cancels_per_min']:.2f}/min | - | - | - |"
     )
     result["nobody_talking"] = quiet
     anchors = json.loads(anchors_json.read_text())
