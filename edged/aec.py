@@ -5,7 +5,9 @@ Three stages, per 10 ms frame on the 16 kHz clock, numpy only:
 1. Delay tracking. The speaker reference may lead the microphone by 0-300 ms
    and jump after an xrun. Binary band-energy spectra of microphone and
    reference are matched over all lags; the best lag (with hysteresis) sets
-   how far the reference is delayed before the filter sees it.
+   how far the reference is delayed before the filter sees it, in whole frames.
+   A jump of part of a frame is found to the sample (`PathShift`) once the
+   filter cancels much worse than it did, and the learnt response is moved by it.
 2. Linear echo filter: a partitioned-block frequency-domain adaptive filter
    (overlap-save, 2N-point FFT, partitions of one frame), normalised by the
    reference power over the whole span the filter sees. Two paths: a
@@ -42,6 +44,7 @@ longer than the filter's span the filter is skipped entirely.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -64,6 +67,15 @@ COHERENCE_SMOOTHING = np.float32(0.3)
 PITCH_WINDOW = 512  # samples of error and echo estimate whose periodicity is compared (32 ms)
 PITCH_LAGS = (32, 200)  # the periods of a voice: 80-500 Hz
 PITCH_AGES = tuple(range(0, 16))  # frames back: the echo estimate's windows of the last moments
+REALIGN_HOP = 4  # frames between two looks at where the echo's main path lies, to the sample
+REALIGN_MIC_FRAMES = 4  # microphone frames correlated with ...
+REALIGN_REF_FRAMES = 6  # ... this much of the aligned reference: lags of 0 to 2 frames
+REALIGN_SMOOTHING = 0.5  # per look: the cross-spectrum remembers about 80 ms
+REALIGN_PEAK = 0.3  # the phase-only correlation's peak that counts as a clear path
+REALIGN_PERSIST = 2  # looks in a row that must agree on a shift before it is offered
+REALIGN_PAUSE = 25  # looks (1 s) after an offer before the next one
+REALIGN_DROP = 10 ** (6.0 / 10)  # the output filter 6 dB under its best of late: has the path moved?
+REALIGN_BEST_FADE = 10 ** (-0.05 / 10)  # per frame, how fast that best is forgotten (5 dB/s)
 
 
 class DelayTracker:
@@ -119,6 +131,73 @@ class DelayTracker:
         else:
             self._pending = 0
         return self.lag
+
+
+class PathShift:
+    """Where the echo's main path lies, to the sample: the peak of a phase-only (PHAT)
+    cross-correlation of the microphone with the aligned reference, over the last frames.
+
+    After an xrun the playout delay jumps by any number of samples. `DelayTracker` follows
+    whole frames, so a jump under one left the filter to learn the room again: on aec_bench's
+    rooms a 4 ms jump cost it its 27 dB for more than a second, and the old response still
+    dominated its taps 0.6 s later. This correlation shows the new delay 100-250 ms after; the
+    learnt response, moved by the difference, is then offered to the background filter, and
+    the copy rule keeps it only if it cancels better."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        size = 2 * REALIGN_REF_FRAMES * n
+        # row 0: the microphone at the end of the reference's span; row 1: the reference
+        self._rows = np.zeros((2, size), dtype=np.float32)
+        self._mic_at = (REALIGN_REF_FRAMES - REALIGN_MIC_FRAMES) * n
+        self._ring = np.zeros((REALIGN_REF_FRAMES, 2, n), dtype=np.float32)  # frame by frame
+        self._order = np.arange(REALIGN_REF_FRAMES)
+        self._cross = np.zeros(size // 2 + 1, dtype=np.complex64)
+        self._frames = 0
+        self._candidate = 0
+        self._pending = 0
+        self._pause = 0
+
+    def push(self, d: np.ndarray, x: np.ndarray, suspect: bool, main_tap: Callable[[], int]) -> int:
+        """One frame of microphone and aligned reference while the speaker plays; returns the
+        shift (samples, later positive) to offer the filter, 0 for none. The correlation costs
+        two long FFTs, so it runs only while the filter cancels well under its best of late
+        (`suspect`), every REALIGN_HOP frames. `main_tap`: where the output filter's strongest
+        tap lies now (asked only on a look)."""
+        n, k = self.n, REALIGN_REF_FRAMES
+        slot = self._frames % k
+        self._ring[slot, 0] = d
+        self._ring[slot, 1] = x
+        self._frames += 1
+        if not suspect:
+            self._cross[:] = 0  # a suspicion starts from what is heard then
+            self._pending = self._pause = 0
+            return 0
+        if self._frames % REALIGN_HOP or self._frames < k:
+            return 0
+        if self._pause:
+            self._pause -= 1
+            return 0
+        rows, m = self._rows, self._mic_at
+        frames = self._ring[(self._order + self._frames) % k]  # oldest first
+        rows[1, : k * n] = frames[:, 1].reshape(-1)
+        rows[0, m : k * n] = frames[k - REALIGN_MIC_FRAMES :, 0].reshape(-1)
+        spec = fastfft.rfft(rows)
+        self._cross += REALIGN_SMOOTHING * (spec[0] * spec[1].conj() - self._cross)
+        g = fastfft.irfft(self._cross / (np.abs(self._cross) + EPS), rows.shape[1])
+        lag = int(np.argmax(g[:m]))  # the last lag sits on the window's edge: left out
+        tap = main_tap()
+        shift = lag - tap if g[lag] >= REALIGN_PEAK and tap < m else 0
+        if abs(shift) < 2 or abs(shift) > n // 2:  # whole frames are DelayTracker's
+            self._pending = 0
+            return 0
+        self._pending = self._pending + 1 if abs(shift - self._candidate) <= 1 else 1
+        self._candidate = shift
+        if self._pending < REALIGN_PERSIST:
+            return 0
+        self._pending = 0
+        self._pause = REALIGN_PAUSE
+        return shift
 
 
 class EchoCanceller:
@@ -189,6 +268,8 @@ class EchoCanceller:
         # the error's window, then the estimate's at each age, zero-padded against wrap-around
         self._pitch_rows = np.zeros((1 + len(PITCH_AGES), 2 * PITCH_WINDOW), dtype=f32)
         self.delay_frames = 0
+        self._path = PathShift(n)
+        self._best = 0.0  # the output filter's best mic-to-error ratio of late (see PathShift)
         # the suppressor's analysis/synthesis holds one frame; half duplex only mutes
         self.latency_samples = 0 if cfg.half_duplex else n
         # until the filter has learnt the room once, its echo estimate means nothing
@@ -342,7 +423,35 @@ class EchoCanceller:
         elif self._err_b > RESET_RATIO * self._err_f and self._err_b > self._mic_energy:
             wb[:] = wf
             self._err_b = self._err_f
+        if ref_active and self.learnt:
+            erle = self._mic_energy / (self._err_f + 1e-12)
+            self._best = max(erle, self._best * REALIGN_BEST_FADE)
+            suspect = erle * REALIGN_DROP < self._best
+            shift = self._path.push(d, x, suspect, self._main_tap)
+            if shift:
+                wb[:] = self._shifted(wf, shift)
+                self._err_b = self._err_f  # judged afresh by the copy rule
         return spec
+
+    def _main_tap(self) -> int:
+        """Where the output filter's strongest tap lies (samples after the aligned reference),
+        among the first taps, where a loudspeaker's direct path is."""
+        n = self.n
+        taps = fastfft.irfft(self._W[1, : min(3, self.parts)], 2 * n)[:, :n]
+        return int(np.argmax(np.abs(taps)))
+
+    def _shifted(self, w: np.ndarray, samples: int) -> np.ndarray:
+        """The filter's response moved `samples` later (earlier if negative)."""
+        n, p = self.n, self.parts
+        taps = fastfft.irfft(w, 2 * n)[:, :n].reshape(-1)
+        moved = np.zeros((p, 2 * n), dtype=np.float32)
+        flat = np.zeros(p * n, dtype=np.float32)
+        if samples >= 0:
+            flat[samples:] = taps[: p * n - samples]
+        else:
+            flat[:samples] = taps[-samples:]
+        moved[:, :n] = flat.reshape(p, n)
+        return fastfft.rfft(moved)
 
     def near_pitch(self) -> float:
         """How much more periodic the filter's error is, at its strongest period, than the echo

@@ -265,6 +265,38 @@ def test_tracks_a_reference_that_leads_the_microphone() -> None:
     assert erle_db(mic, out, slice(8 * RATE, 10 * RATE)) > 25
 
 
+def test_a_playout_delay_jump_under_a_frame_is_followed_at_once(demo_audio) -> None:
+    """After an xrun the echo arrives a few ms later: less than the delay tracker's frame.
+    The learnt response, moved by the jump that a sample-level correlation finds, is offered
+    to the background filter; without it the filter learns the room again from scratch."""
+    x, _ = demo_audio
+    ref = segment(x, 20.3, 31.3).astype(np.float32)
+    ref *= 0.1 / np.sqrt(np.mean(ref**2))
+    h = room_response()
+    jump_s, jump = 6.0, 64  # 4 ms later from 6 s on
+    before = np.convolve(ref, h)[: len(ref)]
+    after = np.concatenate([np.zeros(jump), before[:-jump]])
+    mic = np.where(np.arange(len(ref)) < jump_s * RATE, before, after)
+    mic = (0.3 * mic + 1e-4 * np.random.default_rng(0).standard_normal(len(ref))).astype(np.float32)
+    offered: list[int] = []
+    erle = {}
+    for realign in (True, False):
+        ec = EchoCanceller()
+        push = ec._path.push
+
+        def spy(*args: object, push: Callable[..., int] = push, realign: bool = realign) -> int:
+            shift = push(*args)
+            if shift and realign:
+                offered.append(shift)
+            return shift if realign else 0
+
+        ec._path.push = spy
+        out = cancel(ec, mic, ref)
+        erle[realign] = erle_db(mic, out, slice(int((jump_s + 0.3) * RATE), int((jump_s + 1.3) * RATE)))
+    assert offered == [jump]
+    assert erle[True] > erle[False] + 6, erle
+
+
 def test_silent_speaker_costs_nothing_and_passes_the_microphone() -> None:
     x = (0.05 * np.random.default_rng(3).standard_normal(3 * RATE)).astype(np.float32)
     ec = EchoCanceller()
