@@ -157,9 +157,10 @@ class PathShift:
         self._candidate = 0
         self._pending = 0
         self._pause = 0
+        self._looking = False  # a suspicion is under way: the correlation has state
 
     def push(self, d: np.ndarray, x: np.ndarray, suspect: bool, main_tap: Callable[[], int]) -> int:
-        """One frame of microphone and aligned reference while the speaker plays; returns the
+        """One frame of microphone and aligned reference while the filter runs; returns the
         shift (samples, later positive) to offer the filter, 0 for none. The correlation costs
         two long FFTs, so it runs only while the filter cancels well under its best of late
         (`suspect`), every REALIGN_HOP frames. `main_tap`: where the output filter's strongest
@@ -170,9 +171,12 @@ class PathShift:
         self._ring[slot, 1] = x
         self._frames += 1
         if not suspect:
-            self._cross[:] = 0  # a suspicion starts from what is heard then
-            self._pending = self._pause = 0
+            if self._looking:  # the next suspicion starts from what is heard then
+                self._cross[:] = 0
+                self._pending = self._pause = 0
+                self._looking = False
             return 0
+        self._looking = True
         if self._frames % REALIGN_HOP or self._frames < k:
             return 0
         if self._pause:
@@ -423,14 +427,16 @@ class EchoCanceller:
         elif self._err_b > RESET_RATIO * self._err_f and self._err_b > self._mic_energy:
             wb[:] = wf
             self._err_b = self._err_f
+        suspect = False
         if ref_active and self.learnt:
             erle = self._mic_energy / (self._err_f + 1e-12)
             self._best = max(erle, self._best * REALIGN_BEST_FADE)
             suspect = erle * REALIGN_DROP < self._best
-            shift = self._path.push(d, x, suspect, self._main_tap)
-            if shift:
-                wb[:] = self._shifted(wf, shift)
-                self._err_b = self._err_f  # judged afresh by the copy rule
+        # every frame the filter runs, so the correlation sees consecutive ones
+        shift = self._path.push(d, x, suspect, self._main_tap)
+        if shift:
+            wb[:] = self._shifted(wf, shift)
+            self._err_b = self._err_f  # judged afresh by the copy rule
         return spec
 
     def _main_tap(self) -> int:
