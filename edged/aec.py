@@ -6,8 +6,8 @@ Three stages, per 10 ms frame on the 16 kHz clock, numpy only:
    and jump after an xrun. Binary band-energy spectra of microphone and
    reference are matched over all lags; the best lag (with hysteresis) sets
    how far the reference is delayed before the filter sees it, in whole frames.
-   A jump of part of a frame is found to the sample (`PathShift`) once the
-   filter cancels much worse than it did, and the learnt response is moved by it.
+   A jump of a few ms is found to the sample (`PathShift`) once the filter
+   cancels much worse than it did, and the learnt response is moved by it.
 2. Linear echo filter: a partitioned-block frequency-domain adaptive filter
    (overlap-save, 2N-point FFT, partitions of one frame), normalised by the
    reference power over the whole span the filter sees. Two paths: a
@@ -69,7 +69,8 @@ PITCH_LAGS = (32, 200)  # the periods of a voice: 80-500 Hz
 PITCH_AGES = tuple(range(0, 16))  # frames back: the echo estimate's windows of the last moments
 REALIGN_HOP = 4  # frames between two looks at where the echo's main path lies, to the sample
 REALIGN_MIC_FRAMES = 4  # microphone frames correlated with ...
-REALIGN_REF_FRAMES = 6  # ... this much of the aligned reference: lags of 0 to 2 frames
+REALIGN_REF_FRAMES = 8  # ... this much of the aligned reference: lags of 0 to 4 frames
+REALIGN_MIN_LAG = 2  # lags 0-1, the window's edge, peak spuriously (double talk, path changes)
 REALIGN_SMOOTHING = 0.5  # per look: the cross-spectrum remembers about 80 ms
 REALIGN_PEAK = 0.3  # the phase-only correlation's peak that counts as a clear path
 REALIGN_PERSIST = 2  # looks in a row that must agree on a shift before it is offered
@@ -138,11 +139,13 @@ class PathShift:
     cross-correlation of the microphone with the aligned reference, over the last frames.
 
     After an xrun the playout delay jumps by any number of samples. `DelayTracker` follows
-    whole frames, so a jump under one left the filter to learn the room again: on aec_bench's
-    rooms a 4 ms jump cost it its 27 dB for more than a second, and the old response still
-    dominated its taps 0.6 s later. This correlation shows the new delay 100-250 ms after; the
-    learnt response, moved by the difference, is then offered to the background filter, and
-    the copy rule keeps it only if it cancels better."""
+    whole frames only, and only once a new lag has held for half a second, so a jump left the
+    filter to learn the room again: on aec_bench's rooms a 4 ms jump cost it its 27 dB for
+    more than a second, and the old response still dominated its taps 0.6 s later. This
+    correlation shows the new delay 100-150 ms after, for jumps that leave the main path
+    within the 4 frames after the aligned reference (about -10 to +28 ms); the learnt
+    response, moved by the difference, is then offered to the background filter, and the copy
+    rule keeps it only if it cancels better. Larger jumps stay the tracker's."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -158,6 +161,13 @@ class PathShift:
         self._pending = 0
         self._pause = 0
         self._looking = False  # a suspicion is under way: the correlation has state
+
+    def restart(self) -> None:
+        """The aligned reference moved by whole frames: frames of the old alignment would join
+        those of the new in one look, so forget them and the correlation built on them."""
+        self._frames = 0
+        self._cross[:] = 0
+        self._pending = 0
 
     def push(self, d: np.ndarray, x: np.ndarray, suspect: bool, main_tap: Callable[[], int]) -> int:
         """One frame of microphone and aligned reference while the filter runs; returns the
@@ -189,10 +199,11 @@ class PathShift:
         spec = fastfft.rfft(rows)
         self._cross += REALIGN_SMOOTHING * (spec[0] * spec[1].conj() - self._cross)
         g = fastfft.irfft(self._cross / (np.abs(self._cross) + EPS), rows.shape[1])
-        lag = int(np.argmax(g[:m]))  # the last lag sits on the window's edge: left out
+        # the last lag sits on the window's far edge: left out too
+        lag = REALIGN_MIN_LAG + int(np.argmax(g[REALIGN_MIN_LAG:m]))
         tap = main_tap()
         shift = lag - tap if g[lag] >= REALIGN_PEAK and tap < m else 0
-        if abs(shift) < 2 or abs(shift) > n // 2:  # whole frames are DelayTracker's
+        if abs(shift) < 2:
             self._pending = 0
             return 0
         self._pending = self._pending + 1 if abs(shift - self._candidate) <= 1 else 1
@@ -278,7 +289,7 @@ class EchoCanceller:
         self.latency_samples = 0 if cfg.half_duplex else n
         # until the filter has learnt the room once, its echo estimate means nothing
         self.converged = False
-        self.learnt = False  # converged because the filter explains the echo (not by timeout)
+        self.learnt = False  # the filter has explained the echo once (convergence may time out first)
         self._learning_frames = 0
 
     # -- the frame ------------------------------------------------------------------------------
@@ -360,7 +371,8 @@ class EchoCanceller:
         return self._refs[h + min(shift, size - 1)]
 
     def _shift_filters(self, frames: int) -> None:
-        """The reference moved by whole partitions: move the learnt response with it."""
+        """The reference moved by whole partitions: move the learnt response with it, and the
+        reference history the filter holds, so that it cancels on without a gap."""
         for w in self._W:
             shifted = np.zeros_like(w)
             if 0 < frames < self.parts:
@@ -368,9 +380,26 @@ class EchoCanceller:
             elif 0 < -frames < self.parts:
                 shifted[-frames:] = w[:frames]
             w[:] = shifted
-        self._X[:] = 0
-        self._xpow[:] = 0
-        self._pow[:] = 0
+        self._path.restart()
+        n, p, h = self.n, self.parts, self._x_head
+        # under the new alignment the block that ended i frames ago ended i + frames ago
+        # under the old one: held already, or (delay shrinking) still in the raw reference
+        blocks = np.zeros((p, self.k), dtype=np.complex64)
+        fresh = min(p, max(0, -frames))  # the newest blocks, not yet seen under the old delay
+        end = min(p, p - frames)
+        if fresh < end:
+            blocks[fresh:end] = self._X[h + fresh + frames : h + end + frames]
+        # the raw reference ring: this frame at _ref_head, the frame before at +1
+        at = self._ref_head + 1 + self.delay_frames + frames
+        if fresh:
+            raw = np.stack([self._refs[at + i + 1 : at + i - 1 : -1].reshape(-1) for i in range(fresh)])
+            blocks[:fresh] = fastfft.rfft(raw)
+        self._x_head = 0
+        self._X[:p] = blocks
+        self._X[p:] = blocks
+        self._xpow[:] = blocks.real**2 + blocks.imag**2
+        self._pow[:] = self._xpow.sum(axis=0)
+        self._xbuf[n:] = self._refs[at]  # the last aligned frame, the next block's first half
 
     # -- linear filter ------------------------------------------------------------------------------
     def _cancel(self, d: np.ndarray, x: np.ndarray, ref_active: bool) -> np.ndarray:
@@ -412,11 +441,13 @@ class EchoCanceller:
             spec = fastfft.rfft(fwd)  # the background error's, then the suppressor's
             self._adapt(X, spec[0])
             spec = spec[1:]
-            if not self.converged:
-                self._learning_frames += 1
+            if not self.learnt:
                 # learnt the room, or after a while of playback still nothing the reference
-                # explains (a speaker the microphone barely hears): stop withholding barge-in
+                # explains (a speaker the microphone barely hears): stop withholding barge-in.
+                # The filter may learn only later, once the delay tracker has found a long
+                # lag; from then on a drop in cancelling can mean the path moved (PathShift).
                 self.learnt = self._mic_energy > CONVERGED_ERLE * self._err_f > 0
+                self._learning_frames += 1
                 self.converged = self.learnt or self._learning_frames > LEARN_FRAMES
         else:
             spec = fastfft.rfft(self._analysis)

@@ -265,19 +265,33 @@ def test_tracks_a_reference_that_leads_the_microphone() -> None:
     assert erle_db(mic, out, slice(8 * RATE, 10 * RATE)) > 25
 
 
-def test_a_playout_delay_jump_under_a_frame_is_followed_at_once(demo_audio) -> None:
-    """After an xrun the echo arrives a few ms later: less than the delay tracker's frame.
-    The learnt response, moved by the jump that a sample-level correlation finds, is offered
-    to the background filter; without it the filter learns the room again from scratch."""
+def speech_through_a_room(
+    demo_audio, lead: int, jump_s: float = 0.0, jump: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Speech played by the device and its echo, which arrives `lead` samples after the
+    reference and, from `jump_s` on, `jump` samples later still (earlier if negative)."""
     x, _ = demo_audio
     ref = segment(x, 20.3, 31.3).astype(np.float32)
     ref *= 0.1 / np.sqrt(np.mean(ref**2))
-    h = room_response()
-    jump_s, jump = 6.0, 64  # 4 ms later from 6 s on
-    before = np.convolve(ref, h)[: len(ref)]
-    after = np.concatenate([np.zeros(jump), before[:-jump]])
+    before = np.concatenate([np.zeros(lead), np.convolve(ref, room_response())])[: len(ref)]
+    after = np.roll(before, jump)  # what wraps round is never heard: before the jump, or silence
     mic = np.where(np.arange(len(ref)) < jump_s * RATE, before, after)
     mic = (0.3 * mic + 1e-4 * np.random.default_rng(0).standard_normal(len(ref))).astype(np.float32)
+    return mic, ref
+
+
+@pytest.mark.parametrize(
+    ("lead", "jump"),
+    [(0, 64), (800, 240), (800, -100)],
+    ids=["4 ms later", "50 ms lead, 15 ms later", "50 ms lead, 6 ms earlier"],
+)
+def test_a_playout_delay_jump_of_a_few_ms_is_followed_at_once(demo_audio, lead: int, jump: int) -> None:
+    """After an xrun the echo arrives a few ms later or earlier. The learnt response, moved by
+    the jump that a sample-level correlation finds, is offered to the background filter;
+    without it the filter learns the room again, and the delay tracker, which moves whole
+    frames only once a new lag has held for half a second, leaves the rest of a frame to it."""
+    jump_s = 6.0
+    mic, ref = speech_through_a_room(demo_audio, lead, jump_s, jump)
     offered: list[int] = []
     erle = {}
     for realign in (True, False):
@@ -295,6 +309,37 @@ def test_a_playout_delay_jump_under_a_frame_is_followed_at_once(demo_audio) -> N
         erle[realign] = erle_db(mic, out, slice(int((jump_s + 0.3) * RATE), int((jump_s + 1.3) * RATE)))
     assert offered == [jump]
     assert erle[True] > erle[False] + 6, erle
+
+
+def test_the_delay_tracker_moving_by_whole_frames_keeps_the_filter_cancelling(demo_audio) -> None:
+    """When the tracker takes a new lag, the reference blocks the filter holds are moved with
+    the learnt response: the filter cancels on from the next frame instead of waiting for its
+    span of reference to fill again."""
+    mic, ref = speech_through_a_room(demo_audio, lead=800)
+    erle = {}
+    for keep in (True, False):
+        ec = EchoCanceller()
+        moved: list[int] = []
+
+        def shift(
+            frames: int,
+            ec: EchoCanceller = ec,
+            keep: bool = keep,
+            moved: list[int] = moved,
+            shift_filters: Callable[[int], None] = ec._shift_filters,
+        ) -> None:
+            shift_filters(frames)
+            moved.append(frames)
+            if not keep:  # the history dropped, as before
+                ec._X[:] = 0
+                ec._xpow[:] = 0
+                ec._pow[:] = 0
+
+        ec._shift_filters = shift
+        out = cancel(ec, mic, ref)
+        assert moved == [4]  # 50 ms, less the frame of margin
+        erle[keep] = erle_db(mic, out, slice(3 * RATE, 4 * RATE))
+    assert erle[True] > erle[False] + 5, erle
 
 
 def test_silent_speaker_costs_nothing_and_passes_the_microphone() -> None:
