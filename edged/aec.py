@@ -35,10 +35,12 @@ last moments (a maximum that fades like the room's reverberation, for the
 tail the filter misses). On benchmarks/echo.py's 20 rooms it caught 75 of 140
 barge-ins within 300 ms instead of 62, with no more false ones.
 
-Cost: FFTs of this size cost mostly call overhead here, so spectra that are
-needed together are computed in one batched call, two filter partitions are
-constrained every other frame, and while the speaker has been silent for
-longer than the filter's span the filter is skipped entirely.
+Cost: arrays of 161 bins cost numpy's call overhead far more than their arithmetic, so
+the per-bin loops are compiled (`kernels`, numba) and only the FFTs stay numpy calls.
+FFTs of this size cost mostly their call too, so spectra that are needed together are
+computed in one batched call, two filter partitions are constrained every other frame,
+and while the speaker has been silent for longer than the filter's span the filter is
+skipped entirely.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import fastfft
+from . import fastfft, kernels
 from .config import AecConfig
 
 EPS = np.float32(1e-10)
@@ -87,7 +89,6 @@ class DelayTracker:
     def __init__(self, max_frames: int, n_bins: int) -> None:
         self.max_frames = max_frames
         self._edges = np.linspace(8, n_bins - 1, self.BANDS + 1).astype(int)[:-1]  # 400 Hz up
-        self._bits = (1 << np.arange(self.BANDS)).astype(np.uint32)
         self._hist = np.zeros(2 * (max_frames + 1), dtype=np.uint32)  # mirrored ring of reference bands
         self._head = 0
         self._med = np.full((2, self.BANDS), 1e-6)  # running band medians: microphone, reference
@@ -109,9 +110,7 @@ class DelayTracker:
 
     def update(self, power: np.ndarray, ref_active: bool) -> int:
         """`power`: this frame's power spectra of microphone and reference, one row each."""
-        above = np.add.reduceat(power, self._edges, axis=1) > self._med
-        self._med *= np.where(above, MEDIAN_STEP, 1 / MEDIAN_STEP)  # each band's running median
-        mic_b, ref_b = above @ self._bits
+        mic_b, ref_b = kernels.band_bits(power, self._edges, self._med, MEDIAN_STEP)
         size = self.max_frames + 1
         self._push(ref_b)
         if not ref_active:
@@ -119,8 +118,7 @@ class DelayTracker:
         self._active += 1
         if self._active % 2:  # the lag moves slowly: every other frame is enough
             return self.lag
-        differ = np.bitwise_count(self._hist[self._head : self._head + size] ^ mic_b)
-        self._cost += 0.06 * (differ * (1 / self.BANDS) - self._cost)
+        kernels.lag_costs(self._hist[self._head : self._head + size], mic_b, self._cost, 0.06, self.BANDS)
         # reverberation smears the match towards later lags: take the earliest near-best one
         best = int(np.argmax(self._cost <= self._cost.min() + 0.01))
         # switch only for a clear improvement that persists: every jump costs re-convergence
@@ -241,10 +239,11 @@ class EchoCanceller:
         # rows of the one forward FFT after the filter: the background error (zeros, then the
         # frame) and the suppressor's four windowed rows
         self._fwd = np.zeros((5, 2 * n), dtype=f32)
-        self._grad = np.zeros((p, k), dtype=c64)
         self._err_b = 0.0  # smoothed error energy of the background filter
         self._err_f = 0.0  # ... and of the foreground
-        self._prod = np.zeros((2, p, k), dtype=c64)
+        self._paths = np.zeros((2, k), dtype=c64)  # both filters' echo spectra
+        self._mu_e = np.zeros(k, dtype=c64)  # the adaptation's step times error, per bin
+        self._e = np.zeros((2, n), dtype=f32)  # both filters' error frames
         self._mic_energy = 0.0
         self._constrain = 0
         self._quiet_frames = p  # frames since the speaker last played: start idle
@@ -259,6 +258,8 @@ class EchoCanceller:
         self._coh_bias = np.float32(COHERENCE_SMOOTHING / (2 - COHERENCE_SMOOTHING))
         self._coh_unbias = np.float32(1.0 / (1.0 - self._coh_bias))
         self._sey = np.zeros(k, dtype=np.complex64)
+        self._power = np.zeros((4, k), dtype=f32)  # this frame's power spectra of the four rows
+        self._gained = np.zeros(k, dtype=c64)  # the error spectrum after the suppressor's gains
         self._gain = np.ones(k, dtype=f32)
         self._gmin = np.float32(10 ** (-cfg.suppression_db / 20))
         self._distortion = np.float32(10 ** (-cfg.distortion_db / 10))
@@ -410,22 +411,18 @@ class EchoCanceller:
         xb = self._xbuf
         xb[:n] = xb[n:]
         xb[n:] = x
-        xcur = fastfft.rfft(xb)
         self._x_head = h = (self._x_head - 1) % p
-        xp = xcur.real**2 + xcur.imag**2
-        self._pow += xp - self._xpow[h]  # less the block falling off the end of the filter
-        self._xpow[h] = xp
-        self._X[h] = xcur
-        self._X[h + p] = xcur
+        kernels.push_block(fastfft.rfft(xb), self._X, self._xpow, self._pow, h, p)
         X = self._X[h : h + p]
-        np.multiply(self._W, X, out=self._prod)
-        ys = fastfft.irfft(self._prod.sum(axis=1), 2 * n)[:, n:]  # both paths at once
-        e = d - ys  # [background, foreground]
-        eb, ef = e
+        kernels.filter_paths(self._W, X, self._paths)
+        ys = fastfft.irfft(self._paths, 2 * n)[:, n:]  # both paths at once
+        e = self._e  # [background, foreground]
+        energy_b, energy_f, energy_d = kernels.errors(d, ys, e)
+        eb = e[0]
         a = ERR_SMOOTHING
-        self._err_b += a * (float(np.dot(eb, eb)) - self._err_b)
-        self._err_f += a * (float(np.dot(ef, ef)) - self._err_f)
-        self._mic_energy += a * (float(np.dot(d, d)) - self._mic_energy)
+        self._err_b += a * (energy_b - self._err_b)
+        self._err_f += a * (energy_f - self._err_f)
+        self._mic_energy += a * (energy_d - self._mic_energy)
         copy = self._err_b < COPY_RATIO * self._err_f
         buf = self._buf
         buf[0, n:] = e[0 if copy else 1]
@@ -512,12 +509,7 @@ class EchoCanceller:
 
     def _adapt(self, X: np.ndarray, E: np.ndarray) -> None:
         """`E`: spectrum of the background filter's error frame."""
-        pw = self._pow
-        reg = (REG_FRACTION / self.k) * max(float(pw.sum()), 0.0) + 1e-9
-        mu = np.divide(self.cfg.step, np.maximum(pw, 0.0) + reg, dtype=np.float32)
-        grad = np.conjugate(X, out=self._grad)
-        grad *= mu * E
-        self._W[0] += grad
+        kernels.adapt(self._W[0], X, E, self._pow, self.cfg.step, REG_FRACTION, self._mu_e)
         if self._constrain % 2 == 0:  # keep each partition a causal N-tap response, two at a time
             n, p, c = self.n, self.parts, self._constrain
             # a slice where it can be (fancy indexing costs more); with an odd count, the last
@@ -532,41 +524,53 @@ class EchoCanceller:
     def _suppress(self, spec: np.ndarray) -> np.ndarray:
         """`spec`: this frame's windowed spectra of error, echo estimate, mic and reference."""
         n = self.n
-        power = self._power_prev = np.multiply(spec, spec.conj()).real  # also the delay tracker's
-        E, Y = spec[0], spec[1]
-        pe = power[0]
-        # residual echo = the part of the output coherent with the filter's echo estimate:
-        # the user's voice is not, so double talk does not inflate it
-        a = COHERENCE_SMOOTHING
-        s_ee_yy = self._s_ee_yy
-        s_ee_yy += a * (power[:2] - s_ee_yy)
-        see = s_ee_yy[0]
-        sey = self._sey
-        sey += a * (E * Y.conj() - sey)
-        coh = np.multiply(sey, sey.conj()).real / (see * s_ee_yy[1] + EPS)
-        # a coherence averaged over few frames reads about 1/N even for unrelated signals
-        coherent = np.maximum(coh - self._coh_bias, 0.0) * (see * self._coh_unbias)
-        # the loudspeaker's distortion is not coherent with the linear estimate, yet it follows
-        # its level: at least that share of the estimate is residual
-        resid = np.maximum(coherent, self._distortion * s_ee_yy[1])
-        # ... with a reverberant tail: rises with the estimate, decays like the room
-        resid = self._echo_psd = np.maximum(resid, self._echo_psd * self._decay)
-        g = np.maximum(1.0 - self.cfg.oversubtraction * resid / (pe + EPS), self._gmin)
-        # fall at once on echo, recover over a few frames (no musical noise, no clipped onsets)
-        g = self._gain = np.minimum(g, self._gain + 0.5 * (g - self._gain))
-        out = fastfft.irfft(E * g, 2 * n) * self._win
+        # Per bin (kernels.suppress_bins), residual echo = the part of the output coherent with
+        # the filter's echo estimate: the user's voice is not, so double talk does not inflate
+        # it. A coherence averaged over few frames reads about 1/N even for unrelated signals,
+        # which is taken off. The loudspeaker's distortion is not coherent with the linear
+        # estimate, yet it follows its level: at least that share of the estimate is residual,
+        # with a reverberant tail (rises with the estimate, decays like the room). Gains fall at
+        # once on echo and recover over a few frames (no musical noise, no clipped onsets). The
+        # gate's expectation lingers like the room's reverberation, which the filter's tail does
+        # not cover: a pause in the device's speech is not a user's word.
+        self._power_prev = self._power  # also the delay tracker's
+        near, expected = kernels.suppress_bins(
+            spec,
+            self._power,
+            self._s_ee_yy,
+            self._sey,
+            self._echo_psd,
+            self._gain,
+            self._gate_psd,
+            self._speech_band,
+            self._gained,
+            COHERENCE_SMOOTHING,
+            self._coh_bias,
+            self._coh_unbias,
+            self._distortion,
+            self._decay,
+            np.float32(self.cfg.oversubtraction),
+            self._gmin,
+            self._gate_decay,
+        )
+        out = fastfft.irfft(self._gained, 2 * n) * self._win
         frame = self._ola + out[:n]
         self._ola = out[n:]
-        # the gate's expectation lingers like the room's reverberation, which the filter's tail
-        # does not cover: a pause in the device's speech is not a user's word
-        gate = self._gate_psd = np.maximum(coherent, self._gate_psd * self._gate_decay)
         if self.converged:
-            band = self._speech_band
-            near, expected = float(np.dot(pe, band)), float(np.dot(gate, band))
             self.near_ratio_db = 10 * math.log10((near + EPS) / (expected + EPS))
         else:
             self.near_ratio_db = -NO_ECHO_RATIO_DB
         return frame
+
+
+def warm_up() -> None:
+    """Runs a canceller over a few frames of noise, so its compiled kernels are built (or
+    loaded from numba's cache) now rather than on the first frames of live audio, where a
+    first compile (seconds on a Pi) would stall the stream."""
+    ec = EchoCanceller()
+    noise = np.random.default_rng(0).standard_normal((6, ec.n)).astype(np.float32) * 0.1
+    for frame in noise:  # the tracker's lag costs run every other frame with the speaker on
+        ec.process(frame, frame)
 
 
 class PassThrough:

@@ -21,6 +21,7 @@ import time
 from datetime import date, datetime
 from typing import TextIO
 
+from . import aec
 from .audio import DeviceError, DuplexAudio
 from .backoff import backoff_ms
 from .config import Config, ConfigError, listen_address, load_config
@@ -202,6 +203,11 @@ class Daemon:
         self.session.start()
         server = await self._serve_metrics()
         try:
+            # compiled before the stream runs (a first compile takes seconds), and also when
+            # the canceller is off: a reload may turn it on
+            t0 = time.monotonic()
+            aec.warm_up()
+            log.info("echo canceller ready in %.1f s", time.monotonic() - t0)
             await self._open_audio()
             next_textfile = 0.0
             while not self._stop.is_set():

@@ -54,6 +54,8 @@ def test_the_unit_is_what_the_daemon_and_the_installer_expect() -> None:
     assert d["Type"] == ["notify"] and d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert d["Restart"] == ["on-failure"] and d["RestartPreventExitStatus"] == ["78"]
     assert d["WatchdogSec"] and d["StateDirectory"] == ["edged"]
+    # numba's cache: the release is read-only under ProtectSystem=strict
+    assert d["CacheDirectory"] == ["edged"] and d["Environment"] == ["NUMBA_CACHE_DIR=%C/edged"]
     assert d["User"] == ["edged"] and d["Group"] == ["audio"]
     assert d["LoadCredential"] == [f"{CREDENTIAL_NAME}:/etc/edged/openai_api_key"]
     assert d["ExecStart"] == ["/opt/edged/bin/edged run --config /etc/edged/edged.yaml"]
@@ -76,6 +78,14 @@ MDWE_PROBE = textwrap.dedent(
     assert webrtcvad.Vad(3).is_speech(bytes(960), 16000) is False
     scipy.signal.resample_poly(np.ones(480), 1, 3)
     print("silero", SileroVad.__name__)
+    try:
+        from edged import aec  # numba checks at import that it can make code executable
+
+        aec.warm_up()
+    except OSError as e:
+        print("kernels refused:", e)
+    else:
+        print("kernels ran")
     import sounddevice as sd
     try:
         sd.Stream(device="pulse", samplerate=16000, channels=1, callback=lambda *a: None).close()
@@ -90,7 +100,8 @@ MDWE_PROBE = textwrap.dedent(
 def test_memory_deny_write_execute_would_break_the_audio_callback(pulse: dict[str, str]) -> None:
     """MemoryDenyWriteExecute=yes is what systemd's review would like; the kernel's own
     version of it (prctl PR_SET_MDWE, Linux 6.3+) shows sounddevice's cffi callback cannot
-    be made under it, while numpy, scipy, webrtcvad and onnxruntime are unaffected."""
+    be made under it, nor can numba's compiled echo canceller run, while numpy, scipy,
+    webrtcvad and onnxruntime are unaffected."""
     env = {**os.environ, **pulse}
     runs = {}
     for mode in ("mdwe", "plain"):
@@ -103,6 +114,9 @@ def test_memory_deny_write_execute_would_break_the_audio_callback(pulse: dict[st
         runs[mode] = r.stdout
     assert "callback refused" in runs["mdwe"] and "write+execute" in runs["mdwe"]
     assert "callback made; stream opened" in runs["plain"]
+    # numba's compiled echo canceller needs it off too
+    assert "kernels refused:" in runs["mdwe"] and "executable memory" in runs["mdwe"]
+    assert "kernels ran" in runs["plain"]
 
 
 def run_install(dest: Path) -> subprocess.CompletedProcess[str]:
