@@ -253,19 +253,31 @@ class EchoCanceller:
         self._ola = np.zeros(n, dtype=f32)
         self._win_tail = self._win[n:] ** 2  # synthesis-window share of the next frame
         self._power_prev: np.ndarray | None = None  # power spectra of the last frame's rows
-        self._echo_psd = np.zeros(k, dtype=f32)  # expected residual echo per bin
-        self._s_ee_yy = np.zeros((2, k), dtype=f32)  # smoothed power of output and echo estimate
-        self._coh_bias = np.float32(COHERENCE_SMOOTHING / (2 - COHERENCE_SMOOTHING))
-        self._coh_unbias = np.float32(1.0 / (1.0 - self._coh_bias))
+        # the suppressor's and the gate's running estimates per bin, one array for its kernel:
+        # smoothed power of output and echo estimate, the expected residual echo, the gains,
+        # and the echo the speech gate expects
+        self._estimates = np.zeros((5, k), dtype=f32)
+        self._s_ee_yy = self._estimates[0:2]
+        self._echo_psd, self._gain, self._gate_psd = self._estimates[2:]
+        self._gain[:] = 1.0
         self._sey = np.zeros(k, dtype=np.complex64)
         self._power = np.zeros((4, k), dtype=f32)  # this frame's power spectra of the four rows
         self._gained = np.zeros(k, dtype=c64)  # the error spectrum after the suppressor's gains
-        self._gain = np.ones(k, dtype=f32)
-        self._gmin = np.float32(10 ** (-cfg.suppression_db / 20))
-        self._distortion = np.float32(10 ** (-cfg.distortion_db / 10))
-        self._decay = np.float32(np.exp(-n / rate_hz / (cfg.echo_decay_ms / 1000)))
+        coh_bias = COHERENCE_SMOOTHING / (2 - COHERENCE_SMOOTHING)
         self._gate_decay = np.float32(np.exp(-n / rate_hz / (cfg.barge_in_decay_ms / 1000)))
-        self._gate_psd = np.zeros(k, dtype=f32)  # the echo the speech gate expects, per bin
+        self._suppressor_constants = np.array(  # the constants, in kernels.suppress_bins' order
+            [
+                COHERENCE_SMOOTHING,
+                coh_bias,
+                1.0 / (1.0 - coh_bias),
+                10 ** (-cfg.distortion_db / 10),
+                np.exp(-n / rate_hz / (cfg.echo_decay_ms / 1000)),
+                cfg.oversubtraction,
+                10 ** (-cfg.suppression_db / 20),
+                self._gate_decay,
+            ],
+            dtype=np.float64,
+        )
         # keep estimating for as long as the frame loop still treats the room as echoing
         self._settle = max(SETTLE_FRAMES, cfg.echo_hangover_ms * rate_hz // 1000 // n - self.parts)
         # the bins from 300 to 3400 Hz, where a voice stands out, as weights for a dot product
@@ -537,21 +549,11 @@ class EchoCanceller:
         near, expected = kernels.suppress_bins(
             spec,
             self._power,
-            self._s_ee_yy,
+            self._estimates,
             self._sey,
-            self._echo_psd,
-            self._gain,
-            self._gate_psd,
             self._speech_band,
             self._gained,
-            COHERENCE_SMOOTHING,
-            self._coh_bias,
-            self._coh_unbias,
-            self._distortion,
-            self._decay,
-            np.float32(self.cfg.oversubtraction),
-            self._gmin,
-            self._gate_decay,
+            self._suppressor_constants,
         )
         out = fastfft.irfft(self._gained, 2 * n) * self._win
         frame = self._ola + out[:n]

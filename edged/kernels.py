@@ -74,28 +74,15 @@ def adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):  # pragma: no cover - com
 
 
 @_compiled
-def suppress_bins(
-    spec,
-    power,
-    s_ee_yy,
-    sey,
-    echo_psd,
-    gain,
-    gate_psd,
-    band,
-    out,
-    a,
-    coh_bias,
-    coh_unbias,
-    distortion,
-    decay,
-    oversubtraction,
-    gmin,
-    gate_decay,
-):  # pragma: no cover - compiled
+def suppress_bins(spec, power, estimates, sey, band, out, constants):  # pragma: no cover - compiled
     """The suppressor's and the gate's per-bin estimates for one frame (see
     `EchoCanceller._suppress`); writes the gained error spectrum to `out` and returns the
-    speech band's output power and the echo the gate expects there."""
+    speech band's output power and the echo the gate expects there. `estimates` rows:
+    smoothed output power, smoothed echo-estimate power, expected residual echo, gains, the
+    gate's expected echo; `sey`: their smoothed cross-spectrum."""
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay = constants
+    s_ee_yy = estimates[0:2]
+    echo_psd, gain, gate_psd = estimates[2], estimates[3], estimates[4]
     k = spec.shape[1]
     rows = spec.shape[0]
     near = 0.0

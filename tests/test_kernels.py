@@ -60,13 +60,14 @@ def test_both_errors_and_their_energies(rng) -> None:
 
 def test_the_suppressors_gains_and_the_gates_expectation(rng) -> None:
     spec = spectra(rng, 4, K)
-    s_ee_yy = rng.uniform(0.5, 2, (2, K)).astype(np.float32)
-    sey, echo_psd = spectra(rng, K) * 0.3, rng.uniform(0, 1, K).astype(np.float32)
-    gain, gate_psd = rng.uniform(0, 1, K).astype(np.float32), rng.uniform(0, 1, K).astype(np.float32)
+    estimates = rng.uniform(0.5, 2, (5, K)).astype(np.float32)
+    s_ee_yy, echo_psd, gain, gate_psd = estimates[:2].copy(), *estimates[2:].copy()
+    gain /= 2  # gains are at most 1
+    estimates[3] = gain
+    sey = spectra(rng, K) * 0.3
     band = (rng.uniform(size=K) > 0.3).astype(np.float32)
-    a, bias, unbias, dist, decay, over, gmin, gdecay = (
-        np.float32(v) for v in (0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88)
-    )
+    constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88])
+    a, bias, unbias, dist, decay, over, gmin, gdecay = constants
     # the numpy expressions the kernel replaced
     power = (spec * spec.conj()).real
     s2 = s_ee_yy + a * (power[:2] - s_ee_yy)
@@ -78,34 +79,9 @@ def test_the_suppressors_gains_and_the_gates_expectation(rng) -> None:
     g = np.minimum(g, gain + 0.5 * (g - gain))
     gate = np.maximum(coherent, gate_psd * gdecay)
     out, got_power = np.zeros(K, np.complex64), np.zeros((4, K), np.float32)
-    near, expected = kernels.suppress_bins(
-        spec,
-        got_power,
-        s_ee_yy,
-        sey,
-        echo_psd,
-        gain,
-        gate_psd,
-        band,
-        out,
-        a,
-        bias,
-        unbias,
-        dist,
-        decay,
-        over,
-        gmin,
-        gdecay,
-    )
-    for got, want in (
-        (got_power, power),
-        (s_ee_yy, s2),
-        (sey, c),
-        (echo_psd, resid),
-        (gain, g),
-        (gate_psd, gate),
-    ):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    near, expected = kernels.suppress_bins(spec, got_power, estimates, sey, band, out, constants)
+    for got, want in ((got_power, power), (estimates, [*s2, resid, g, gate]), (sey, c)):
+        np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(out, spec[0] * g, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose([near, expected], [power[0] @ band, gate @ band], rtol=1e-4)
 
