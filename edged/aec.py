@@ -276,7 +276,7 @@ class EchoCanceller:
                 10 ** (-cfg.suppression_db / 20),
                 self._gate_decay,
             ],
-            dtype=np.float64,
+            dtype=f32,
         )
         # keep estimating for as long as the frame loop still treats the room as echoing
         self._settle = max(SETTLE_FRAMES, cfg.echo_hangover_ms * rate_hz // 1000 // n - self.parts)

@@ -1,36 +1,93 @@
-"""The echo canceller's per-bin loops, compiled with numba.
+"""The echo canceller's per-bin loops, compiled with numba, or as numpy expressions.
 
 Each 10 ms frame the canceller does a few hundred multiply-adds per frequency bin. As numpy
 expressions that is about a hundred array operations of 161 bins each, and at that size
 every operation costs its Python call (0.3-0.6 µs) far more than its arithmetic: the
-canceller took 1.5 times the CPU of WebRTC's AEC3. Here the same arithmetic runs as one loop
-over the bins per stage. FFTs stay with numpy (`fastfft`): numba has none.
+canceller took 1.5 times the CPU of WebRTC's AEC3. Compiled, the same arithmetic runs as one
+loop over the bins per stage (bins innermost: contiguous, so it vectorises), and costs 0.85
+times AEC3's. FFTs stay with numpy (`fastfft`): numba has none.
 
-`cache=True` keeps the compiled code beside this module (or in NUMBA_CACHE_DIR, which the
-systemd unit points at its cache directory), so only the first start compiles; `warm_up`
-compiles or loads everything before the first frame, where a compile would stall audio.
+numba's compiler costs memory: about 35 MB of heap and 70 MB of shared-library pages in the
+daemon. On a 512 MB board that may matter more than 30 µs a frame, so EDGED_JIT=0 in the
+environment keeps numba unloaded and runs the numpy twins below (same arithmetic,
+tests/test_kernels.py). With numba, `cache=True` keeps the compiled code beside this module
+(or in NUMBA_CACHE_DIR, which the systemd unit points at its cache directory), so only the
+first start compiles; `aec.warm_up` compiles or loads everything before the first frame,
+where a compile would stall audio.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import njit
+
+JIT = os.environ.get("EDGED_JIT", "1") != "0"
 
 
-def _compiled(fn: Callable[..., Any]) -> Any:
-    """Compiled, with the machine code cached on disk when there is a writable place for it
-    (numba refuses `cache=True` outright when there is none: then every start compiles)."""
-    try:
-        return njit(cache=True)(fn)
-    except RuntimeError:
-        return njit(fn)
+# -- numpy twins: the same arithmetic as the loops further down ------------------------------
 
 
-@_compiled
-def push_block(xcur, x_ring, xpow, pow_sum, h, p):  # pragma: no cover - compiled
+def _np_push_block(xcur, x_ring, xpow, pow_sum, h, p):
+    power = xcur.real**2 + xcur.imag**2
+    pow_sum += power - xpow[h]
+    xpow[h] = power
+    x_ring[h] = xcur
+    x_ring[h + p] = xcur
+
+
+def _np_filter_paths(w, x, out):
+    out[:] = (w * x).sum(axis=1)
+
+
+def _np_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):
+    power = np.maximum(pow_sum, 0.0)
+    reg = reg_fraction / x.shape[1] * float(power.sum()) + 1e-9
+    np.multiply(e, np.divide(step, power + reg, dtype=np.float32), out=mu_e)
+    w += np.conjugate(x) * mu_e
+
+
+def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay = constants
+    s_ee_yy, echo_psd, gain, gate_psd = estimates[0:2], estimates[2], estimates[3], estimates[4]
+    power[:] = np.multiply(spec, spec.conj()).real
+    s_ee_yy += a * (power[:2] - s_ee_yy)
+    see, syy = s_ee_yy
+    sey += a * (spec[0] * spec[1].conj() - sey)
+    coh = np.multiply(sey, sey.conj()).real / (see * syy + 1e-10)
+    coherent = np.maximum(coh - coh_bias, 0.0) * (see * coh_unbias)
+    np.maximum(np.maximum(coherent, distortion * syy), echo_psd * decay, out=echo_psd)
+    g = np.maximum(1.0 - oversubtraction * echo_psd / (power[0] + 1e-10), gmin)
+    np.minimum(g, gain + 0.5 * (g - gain), out=gain)
+    np.multiply(spec[0], gain, out=out)
+    np.maximum(coherent, gate_psd * gate_decay, out=gate_psd)
+    return float(power[0] @ band), float(gate_psd @ band)
+
+
+_BITS = (1 << np.arange(32)).astype(np.uint32)
+
+
+def _np_band_bits(power, edges, med, step):
+    above = np.add.reduceat(power, edges, axis=1) > med
+    med *= np.where(above, step, 1 / step)
+    return above @ _BITS[: len(edges)]
+
+
+def _np_lag_costs(hist, mic_bits, cost, rate, bands):
+    cost += rate * (np.bitwise_count(hist ^ mic_bits) / bands - cost)
+
+
+def _np_errors(d, ys, e):
+    np.subtract(d, ys, out=e)
+    return float(e[0] @ e[0]), float(e[1] @ e[1]), float(d @ d)
+
+
+# -- the loops numba compiles ---------------------------------------------------------------
+
+
+def _loop_push_block(xcur, x_ring, xpow, pow_sum, h, p):  # pragma: no cover - compiled
     """The newest reference block into the filter's mirrored ring; the per-bin power over
     the filter's span loses the block that falls off its end."""
     k = xcur.shape[0]
@@ -43,8 +100,7 @@ def push_block(xcur, x_ring, xpow, pow_sum, h, p):  # pragma: no cover - compile
         x_ring[h + p, b] = z
 
 
-@_compiled
-def filter_paths(w, x, out):  # pragma: no cover - compiled
+def _loop_filter_paths(w, x, out):  # pragma: no cover - compiled
     """out[f] = sum over partitions of w[f] * x: both filters' echo spectra. The bins are
     the inner loop: contiguous, so it vectorises (four times faster than partitions inner)."""
     paths, parts, k = w.shape
@@ -56,8 +112,7 @@ def filter_paths(w, x, out):  # pragma: no cover - compiled
                 out[f, b] += w[f, i, b] * x[i, b]
 
 
-@_compiled
-def adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):  # pragma: no cover - compiled
+def _loop_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):  # pragma: no cover - compiled
     """One normalised step of the background filter `w` towards the error spectrum `e`,
     the step per bin divided by the reference power over the filter's span (regularised by
     a share of its mean, so quiet bins do not get huge steps). `mu_e`: scratch, one row."""
@@ -73,8 +128,7 @@ def adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):  # pragma: no cover - com
             w[i, b] += x[i, b].conjugate() * mu_e[b]
 
 
-@_compiled
-def suppress_bins(spec, power, estimates, sey, band, out, constants):  # pragma: no cover - compiled
+def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # pragma: no cover - compiled
     """The suppressor's and the gate's per-bin estimates for one frame (see
     `EchoCanceller._suppress`); writes the gained error spectrum to `out` and returns the
     speech band's output power and the echo the gate expects there. `estimates` rows:
@@ -116,8 +170,7 @@ def suppress_bins(spec, power, estimates, sey, band, out, constants):  # pragma:
     return near, expected
 
 
-@_compiled
-def band_bits(power, edges, med, step):  # pragma: no cover - compiled
+def _loop_band_bits(power, edges, med, step):  # pragma: no cover - compiled
     """Each row's band energies against their running medians, packed as the bits of one
     integer per row (bit i: band i is above its median); the medians move by `step`."""
     rows, k = power.shape
@@ -139,8 +192,7 @@ def band_bits(power, edges, med, step):  # pragma: no cover - compiled
     return out
 
 
-@_compiled
-def lag_costs(hist, mic_bits, cost, rate, bands):  # pragma: no cover - compiled
+def _loop_lag_costs(hist, mic_bits, cost, rate, bands):  # pragma: no cover - compiled
     """Each lag's share of bands that differ between the microphone and the reference that
     many frames back, smoothed into `cost`."""
     for lag in range(cost.shape[0]):
@@ -152,8 +204,7 @@ def lag_costs(hist, mic_bits, cost, rate, bands):  # pragma: no cover - compiled
         cost[lag] += rate * (count / bands - cost[lag])
 
 
-@_compiled
-def errors(d, ys, e):  # pragma: no cover - compiled
+def _loop_errors(d, ys, e):  # pragma: no cover - compiled
     """e = d - ys for both filters' echo estimates; returns the energies of both errors and
     of the microphone frame."""
     eb = ef = dd = 0.0
@@ -167,3 +218,22 @@ def errors(d, ys, e):  # pragma: no cover - compiled
         ef += f * f
         dd += v * v
     return eb, ef, dd
+
+
+def _compiled(fn: Callable[..., Any]) -> Any:
+    """Compiled, with the machine code cached on disk when there is a writable place for it
+    (numba refuses `cache=True` outright when there is none: then every start compiles)."""
+    from numba import njit
+
+    try:
+        return njit(cache=True)(fn)
+    except RuntimeError:
+        return njit(fn)
+
+
+NAMES = ("push_block", "filter_paths", "adapt", "suppress_bins", "band_bits", "lag_costs", "errors")
+NUMPY = {name: globals()[f"_np_{name}"] for name in NAMES}
+COMPILED = {name: _compiled(globals()[f"_loop_{name}"]) for name in NAMES} if JIT else {}
+push_block, filter_paths, adapt, suppress_bins, band_bits, lag_costs, errors = (
+    (COMPILED or NUMPY)[name] for name in NAMES
+)

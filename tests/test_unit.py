@@ -102,7 +102,7 @@ def test_memory_deny_write_execute_would_break_the_audio_callback(pulse: dict[st
     version of it (prctl PR_SET_MDWE, Linux 6.3+) shows sounddevice's cffi callback cannot
     be made under it, nor can numba's compiled echo canceller run, while numpy, scipy,
     webrtcvad and onnxruntime are unaffected."""
-    env = {**os.environ, **pulse}
+    env = {**os.environ, **pulse, "EDGED_JIT": "1"}
     runs = {}
     for mode in ("mdwe", "plain"):
         r = subprocess.run(
