@@ -143,7 +143,9 @@ class PathShift:
     correlation shows the new delay 100-150 ms after, for jumps that leave the main path
     within the 4 frames after the aligned reference (about -10 to +28 ms); the learnt
     response, moved by the difference, is then offered to the background filter, and the copy
-    rule keeps it only if it cancels better. Larger jumps stay the tracker's."""
+    rule keeps it only if it cancels better. Larger jumps are the tracker's, about a second
+    later; the correlation then finds whatever of the jump the tracker's whole frames did not
+    absorb (benchmarks/delay_jumps.py)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -200,7 +202,7 @@ class PathShift:
         # the last lag sits on the window's far edge: left out too
         lag = REALIGN_MIN_LAG + int(np.argmax(g[REALIGN_MIN_LAG:m]))
         tap = main_tap()
-        shift = lag - tap if g[lag] >= REALIGN_PEAK and tap < m else 0
+        shift = lag - tap if g[lag] >= REALIGN_PEAK else 0
         if abs(shift) < 2:
             self._pending = 0
             return 0
@@ -480,11 +482,11 @@ class EchoCanceller:
         return spec
 
     def _main_tap(self) -> int:
-        """Where the output filter's strongest tap lies (samples after the aligned reference),
-        among the first taps, where a loudspeaker's direct path is."""
-        n = self.n
-        taps = fastfft.irfft(self._W[1, : min(3, self.parts)], 2 * n)[:, :n]
-        return int(np.argmax(np.abs(taps)))
+        """Where the output filter's strongest tap lies (samples after the aligned reference):
+        the loudspeaker's direct path. Over the whole filter: when the delay tracker has moved
+        by whole frames for a jump the filter had not learnt, the learnt path lies frames
+        away from where the correlation then finds it."""
+        return int(np.argmax(np.abs(fastfft.irfft(self._W[1], 2 * self.n)[:, : self.n])))
 
     def _shifted(self, w: np.ndarray, samples: int) -> np.ndarray:
         """The filter's response moved `samples` later (earlier if negative)."""
