@@ -1,6 +1,6 @@
 """Echo canceller: the device must not hear itself, and must still hear the user.
 
-Three stages, per 10 ms frame on the 16 kHz clock, numpy only:
+Three stages, per 10 ms frame on the 16 kHz clock (numpy, and numba for the per-bin loops):
 
 1. Delay tracking. The speaker reference may lead the microphone by 0-300 ms
    and jump after an xrun. Binary band-energy spectra of microphone and

@@ -8,7 +8,7 @@ loop over the bins per stage (bins innermost: contiguous, so it vectorises), and
 times AEC3's. FFTs stay with numpy (`fastfft`): numba has none.
 
 numba's compiler costs memory: about 35 MB of heap and 70 MB of shared-library pages in the
-daemon. On a 512 MB board that may matter more than 30 µs a frame, so EDGED_JIT=0 in the
+daemon. On a 512 MB board that may matter more than 35 µs a frame, so EDGED_JIT=0 in the
 environment keeps numba unloaded and runs the numpy twins below (same arithmetic,
 tests/test_kernels.py). With numba, `cache=True` keeps the compiled code beside this module
 (or in NUMBA_CACHE_DIR, which the systemd unit points at its cache directory), so only the
