@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edged.aec import warm_up
 from edged.config import load_config
 from edged.demo import demo_files
 from edged.frames import FRAME_MS
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[int]] = defaultdict(list)
     timer = StageTimer(time.perf_counter_ns, lambda stage, ns: times[stage].append(ns))
     cfg = load_config(None, args.overrides)
+    warm_up()  # as the daemon does: the canceller's compiled code is loaded before the first frame
     p = Pipeline(cfg, args.rate, args.rate, timer=timer)
     block = args.rate * FRAME_MS // 1000
     frames = 0
