@@ -201,8 +201,8 @@ class PathShift:
         g = fastfft.irfft(self._cross / (np.abs(self._cross) + EPS), rows.shape[1])
         # the last lag sits on the window's far edge: left out too
         lag = REALIGN_MIN_LAG + int(np.argmax(g[REALIGN_MIN_LAG:m]))
-        tap = main_tap()
-        shift = lag - tap if g[lag] >= REALIGN_PEAK else 0
+        # the filter's main tap costs an inverse FFT of every partition: only for a clear peak
+        shift = lag - main_tap() if g[lag] >= REALIGN_PEAK else 0
         if abs(shift) < 2:
             self._pending = 0
             return 0
