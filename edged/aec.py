@@ -254,7 +254,7 @@ class EchoCanceller:
         self._analysis = self._fwd[1:]  # the suppressor's windowed rows
         self._ola = np.zeros(n, dtype=f32)
         self._win_tail = self._win[n:] ** 2  # synthesis-window share of the next frame
-        self._power_prev: np.ndarray | None = None  # power spectra of the last frame's rows
+        self._suppressed = False  # the last frame went through the suppressor: _power holds it
         # the suppressor's and the gate's running estimates per bin, one array for its kernel:
         # smoothed power of output and echo estimate, the expected residual echo, the gains,
         # and the echo the speech gate expects
@@ -263,7 +263,7 @@ class EchoCanceller:
         self._echo_psd, self._gain, self._gate_psd = self._estimates[2:]
         self._gain[:] = 1.0
         self._sey = np.zeros(k, dtype=np.complex64)
-        self._power = np.zeros((4, k), dtype=f32)  # this frame's power spectra of the four rows
+        self._power = np.zeros((4, k), dtype=f32)  # power spectra of the suppressed frame's rows
         self._gained = np.zeros(k, dtype=c64)  # the error spectrum after the suppressor's gains
         coh_bias = COHERENCE_SMOOTHING / (2 - COHERENCE_SMOOTHING)
         self._gate_decay = np.float32(np.exp(-n / rate_hz / (cfg.barge_in_decay_ms / 1000)))
@@ -355,9 +355,9 @@ class EchoCanceller:
         buf[0, n:] = d
         buf[1, n:] = 0.0
         self._ola = self._win_tail * d
-        if self._power_prev is not None:  # the first idle frame: forget the last reply's voice
+        if self._suppressed:  # the first idle frame: forget the last reply's voice
             self._pitch_ring[:] = 0.0
-        self._power_prev = None
+        self._suppressed = False
         self._gain[:] = 1.0
         self._echo_psd[:] = 0.0
         self._gate_psd[:] = 0.0
@@ -376,9 +376,9 @@ class EchoCanceller:
         h = self._push_ref(r)
         if self._tracker is None:
             return r
-        if self._power_prev is None:  # first frame after idling: keep the delay found before
+        if not self._suppressed:  # first frame after idling: keep the delay found before
             return self._refs[h + min(self.delay_frames, size - 1)]
-        lag = self._tracker.update(self._power_prev[2:], ref_active)
+        lag = self._tracker.update(self._power[2:], ref_active)  # the last frame's mic and ref
         shift = max(0, lag - 1)  # one frame of margin: the filter covers the last ms of the path
         if shift != self.delay_frames:
             self._shift_filters(shift - self.delay_frames)
@@ -547,7 +547,7 @@ class EchoCanceller:
         # once on echo and recover over a few frames (no musical noise, no clipped onsets). The
         # gate's expectation lingers like the room's reverberation, which the filter's tail does
         # not cover: a pause in the device's speech is not a user's word.
-        self._power_prev = self._power  # also the delay tracker's
+        self._suppressed = True  # its power spectra are also the delay tracker's
         near, expected = kernels.suppress_bins(
             spec,
             self._power,
