@@ -151,6 +151,14 @@ class DetectorConfig:
         "ringtone) never starts a turn, whatever Silero says of it; a voice holds a comb of harmonics "
         "(0: off)",
     )
+    held_notes_share: float = _num(
+        0.4,
+        0.0,
+        1.0,
+        "a turn that only the denoised audio would start is not started when, over the last 300 ms, "
+        "this share or more of the sound's prominent partials were already there 90 ms before: "
+        "an instrument holds its notes, a voice's harmonics glide (0: off)",
+    )
     warmup_ms: int = _num(
         500,
         0,

@@ -42,7 +42,9 @@ sound, for this room (`RemovedEnergy`).
 
 Silero also takes some chimes for a voice (a notification sound of three hummed
 notes started a turn each time it played): a frame it would start a turn on must
-also hold more partials than a tone (`tones.py`).
+also hold more partials than a tone (`tones.py`). Denoised, it takes some music
+for a voice too: a turn the denoised hearing alone would start must not be made
+of held notes (`music.py`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import webrtcvad
 from .config import DetectorConfig
 from .denoise import Denoiser
 from .frames import FRAME_MS, RATE_HZ
+from .music import HeldNotes
 from .silero import SileroVad
 from .tones import ToneEar
 from .wavio import to_pcm16
@@ -94,6 +97,7 @@ class Decision:
     removed_db: float = 0.0  # what the suppressor removed of the last second's sound (RemovedEnergy)
     room_removed_db: float = 0.0  # ... and the most it removed from any second of the last five
     tonal: bool = False  # the second stage would have started a turn, but it was a tone (tones.py)
+    held_notes: bool = False  # the denoised hearing alone would have started one, on music (music.py)
 
 
 SILENT = Decision(SILENT_DBFS, SILENT_DBFS, False, False, 0.0, False, False, False)
@@ -348,6 +352,7 @@ class SpeechDetector:
         # what the tone check has heard of late carries over; only its bar may change
         self._tones = previous._tones if previous is not None else ToneEar(cfg.tone_max_partials)
         self._tones.max_partials = cfg.tone_max_partials
+        self._notes = previous._notes if previous is not None else HeldNotes()
 
     def memory(self) -> list[np.ndarray]:
         """The second stage's recurrent state (plain, then denoised hearing), to be recalled
@@ -397,9 +402,10 @@ class SpeechDetector:
             return Decision(level, floor, self._vad_state, loud, 0.0, fast, fast, fast)
         prob = self._plain.hear(frame, level)
         self._tones.push(frame)
+        self._notes.push(frame)
         trigger = prob >= cfg.start_probability
         held = prob >= cfg.hold_probability
-        p_dn, talking, removed_db, room_db = 0.0, False, 0.0, 0.0
+        p_dn, talking, removed_db, room_db, notes = 0.0, False, 0.0, 0.0, False
         if self._denoised is not None:
             p_dn = self._denoised.process(pcm, level)  # the same frame, converted once
             talking = self._denoised.talking_share >= cfg.talking_room_share
@@ -407,7 +413,11 @@ class SpeechDetector:
             if talking and level < floor + cfg.talking_room_over_floor_db:  # background talk
                 trigger = prob >= max(cfg.start_probability, cfg.talking_start_probability)
             else:
-                trigger = trigger or p_dn >= cfg.denoised_start_probability
+                if not trigger and p_dn >= cfg.denoised_start_probability:
+                    # the denoised hearing alone would start a turn: not on held notes (music.py)
+                    share = cfg.held_notes_share
+                    notes = bool(share) and self._notes.held_share() >= share
+                    trigger = not notes
                 # in a pause the suppressor's murmur reads near hold_probability: the denoised
                 # hearing keeps a turn only on a frame that stands over the floor
                 # ... and only while what it hears is not mostly the room (RemovedEnergy)
@@ -418,7 +428,8 @@ class SpeechDetector:
                 )
         tonal = trigger and self._tones.tonal()  # a chime or a beep: see tones.py
         trigger = trigger and not tonal
-        heard = (p_dn, talking, removed_db, room_db, tonal)  # what the second stage reports besides
+        # what the second stage reports besides
+        heard = (p_dn, talking, removed_db, room_db, tonal, notes)
         if cfg.mode == "silero":
             return Decision(level, floor, self._vad_state, loud, prob, trigger, trigger, held, *heard)
         # combined: Silero starts turns; the fast stage anchors where speech began and,

@@ -96,6 +96,7 @@ class Snapshot:
     room_removed_db: float | None  # ... and the most from any second of the last five: the room
     trigger: bool  # some frame could start a turn
     tonal: bool  # some frame would have started one, but was heard as a tone (a chime, a beep)
+    held_notes: bool  # some frame the denoised audio alone would have started one on was music
     speech: bool  # the final speech decision held on some frame
     phase: Phase  # the gate's phase at the end
     active: bool  # the gate was out of idle on some frame
@@ -188,6 +189,7 @@ class Summariser:
                 room_removed_db=ds[-1].room_removed_db if self._denoised else None,
                 trigger=any(d.trigger for d in ds),
                 tonal=any(d.tonal for d in ds),
+                held_notes=any(d.held_notes for d in ds),
                 speech=any(d.speech for d in ds),
                 **state,
             )
@@ -242,8 +244,9 @@ def _yes(flag: bool) -> str:
 
 
 def _trigger_text(s: Snapshot) -> str:
-    """Says "tone" where the second stage heard a voice that was a chime or a beep (tones.py)."""
-    return "yes" if s.trigger else "tone" if s.tonal else "no"
+    """Says "tone" where the second stage heard a voice that was a chime or a beep (tones.py),
+    "music" where the denoised hearing heard one in held notes (music.py)."""
+    return "yes" if s.trigger else "tone" if s.tonal else "music" if s.held_notes else "no"
 
 
 def _events_text(events: Sequence[TurnEvent]) -> str:

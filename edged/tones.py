@@ -60,8 +60,14 @@ _SPECTRA = {n: _Spectrum(n) for n in (WINDOW_SAMPLES, LONG_WINDOW_SAMPLES)}
 
 def partial_count(window: np.ndarray) -> int:
     """Prominent spectral peaks between LOW_HZ and HIGH_HZ of a window of WINDOW_SAMPLES or
-    LONG_WINDOW_SAMPLES. Compared as powers, not dB: the same verdicts without a logarithm
-    per bin."""
+    LONG_WINDOW_SAMPLES."""
+    return int(np.count_nonzero(partial_mask(window)))
+
+
+def partial_mask(window: np.ndarray) -> np.ndarray:
+    """Which bins between LOW_HZ and HIGH_HZ of a window of WINDOW_SAMPLES or
+    LONG_WINDOW_SAMPLES hold a prominent spectral peak. Compared as powers, not dB: the
+    same verdicts without a logarithm per bin."""
     sp = _SPECTRA.get(len(window))
     if sp is None:
         raise ValueError(
@@ -78,13 +84,12 @@ def partial_count(window: np.ndarray) -> int:
     for k in range(2, r + 1):
         low_left = np.minimum(low_left, power[r - k : r - k + n])
         low_right = np.minimum(low_right, power[r + k : r + k + n])
-    counted = (
+    return (
         (centre > left)
         & (centre >= right)
         & (centre >= _PROMINENCE * np.maximum(low_left, low_right))
         & (centre >= _RANGE * centre.max())
     )
-    return int(np.count_nonzero(counted))
 
 
 class ToneEar:

@@ -355,3 +355,14 @@ def test_a_status_line_cut_by_ctrl_c_leaves_the_footer_on_its_own_line(demo_wav:
     assert lines[-2].startswith("   t=") and len(lines[-2]) == 20  # the line Ctrl-C cut
     # the footer sums up the snapshot that was being shown, not "no audio"
     assert lines[-1].startswith("# 0.") and "turns committed" in lines[-1]
+
+
+def test_music_the_denoised_hearing_takes_for_a_voice_shows_as_music() -> None:
+    """Why did the music not start a turn, though p_dn rose? The line says so."""
+    music = Path(__file__).parent / "data" / "music_robot_16s.wav"
+    rc, lines = run_plain("--input", str(music), "--speed", "0")
+    assert rc == 0
+    rs = rows(lines)
+    held = [r for r in rs if r["trigger"] == "music"]
+    assert held and all(float(r["p_dn"]) >= load_config().detector.denoised_start_probability for r in held)
+    assert not any(r["event"].startswith("commit#") for r in rs)
