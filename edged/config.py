@@ -120,6 +120,14 @@ class DetectorConfig:
         "while the room is talking, the Silero speech probability on the plain audio that starts a turn "
         "(a voice close to the device reads higher than a TV across the room)",
     )
+    talking_hold_probability: float = _num(
+        0.3,
+        0.01,
+        0.99,
+        "while the room is talking, the Silero speech probability on the plain audio that keeps a turn "
+        "going: the room's own voices read over hold_probability often enough to hold a turn for seconds "
+        "after the user stopped",
+    )
     talking_room_over_floor_db: float = _num(
         20.0,
         0.0,

@@ -186,3 +186,28 @@ def test_babble_starting_in_a_quiet_room_is_not_uploaded_turn_after_turn() -> No
     starts = {t["upload_start_ms"] for t in turns}
     assert not any(t["commit_ms"] in starts for t in turns), "a turn chained onto a forced commit"
     assert sum(t["uploaded_ms"] for t in turns) <= 10_000  # of 40 s
+
+
+def test_voices_in_the_room_do_not_hold_the_turn_of_a_sentence_over_them(demo_audio, demo_labels) -> None:
+    """In a talking room the plain hearing keeps a turn only on a surer frame: at the quiet
+    room's bar the babble's own voices kept the turn of a sentence said 3 dB over them going
+    for most of the babble after it."""
+    x, rate = demo_audio
+    babble, _ = read_mono(DATA / "babble_20s.wav")
+    u = next(u for u in demo_labels["utterances"] if u["src"].startswith("vctk"))
+    words = x[int((u["start_s"] - 0.3) * rate) : int(u["end_s"] * rate)]
+    gain = np.sqrt(np.mean(words**2) / np.mean(babble**2)) * 10 ** (-3 / 20)
+    sig = (np.concatenate([babble, babble]) * gain).astype(np.float32)
+    at = 8 * rate  # the room has been talking for 8 s
+    sig[at : at + len(words)] += words
+    words_end_ms = (at + len(words)) * 1000 / rate
+    held_ms = {}
+    quiet_bar = Config().detector.hold_probability
+    for bar in (Config().detector.talking_hold_probability, quiet_bar):
+        cfg = load_config(None, [f"detector.talking_hold_probability={bar}"])
+        turns = replay_signal(cfg, sig, rate).turns
+        words_turn = [t for t in turns if t["start_ms"] < words_end_ms < t["commit_ms"]]
+        assert len(words_turn) == 1
+        held_ms[bar] = words_turn[0]["commit_ms"] - words_end_ms
+    assert held_ms[Config().detector.talking_hold_probability] < 1500
+    assert held_ms[quiet_bar] > 10_000
