@@ -64,7 +64,7 @@ import webrtcvad
 from .config import DetectorConfig
 from .denoise import Denoiser
 from .frames import FRAME_MS, RATE_HZ
-from .music import HeldNotes
+from .music import HISTORY_SAMPLES, HeldNotes
 from .silero import SileroVad
 from .tones import ToneEar
 from .wavio import to_pcm16
@@ -354,10 +354,14 @@ class SpeechDetector:
                 self._floor.value_dbfs = previous._floor.value_dbfs
         # frames since the second stage last heard speech
         self._since_held = previous._since_held if previous is not None else 0
-        # what the tone check has heard of late carries over; only its bar may change
-        self._tones = previous._tones if previous is not None else ToneEar(cfg.tone_max_partials)
+        # what the tone check has heard of late carries over; only its bar may change. It keeps
+        # the room's audio for the held-notes check too.
+        if previous is not None:
+            self._tones, self._notes = previous._tones, previous._notes
+        else:
+            self._tones = ToneEar(cfg.tone_max_partials, HISTORY_SAMPLES)
+            self._notes = HeldNotes(self._tones)
         self._tones.max_partials = cfg.tone_max_partials
-        self._notes = previous._notes if previous is not None else HeldNotes()
 
     def memory(self) -> list[np.ndarray]:
         """The second stage's recurrent state (plain, then denoised hearing), to be recalled
@@ -407,7 +411,6 @@ class SpeechDetector:
             return Decision(level, floor, self._vad_state, loud, 0.0, fast, fast, fast)
         prob = self._plain.hear(frame, level)
         self._tones.push(frame)
-        self._notes.push(frame)
         trigger = prob >= cfg.start_probability
         held = prob >= cfg.hold_probability
         p_dn, talking, removed_db, room_db, notes = 0.0, False, 0.0, 0.0, False

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import FRAME_SAMPLES
-from .tones import LONG_WINDOW_SAMPLES, partial_mask
+from .tones import LONG_WINDOW_SAMPLES, ToneEar, partial_mask
 
 HOP_FRAMES = 3  # partials are found in 64 ms windows ending every 30 ms ...
 LAG_FRAMES = 9  # ... compared with the window 90 ms before ...
@@ -42,25 +42,22 @@ HISTORY_SAMPLES = LONG_WINDOW_SAMPLES + (SPAN_FRAMES + LAG_FRAMES + HOP_FRAMES) 
 
 
 class HeldNotes:
-    """Keeps the room's last HISTORY_SAMPLES and says how much of its partials were held."""
+    """Says how much of the room's partials were held, in the audio the tone check keeps
+    (`ToneEar`, built with at least HISTORY_SAMPLES): one copy of the room for both."""
 
-    def __init__(self) -> None:
-        self._history = np.zeros(HISTORY_SAMPLES, dtype=np.float32)
-        self._frames = 0  # frames pushed
+    def __init__(self, ear: ToneEar) -> None:
+        if len(ear.window) < HISTORY_SAMPLES:
+            raise ValueError(f"the held-notes check needs {HISTORY_SAMPLES} samples of the room")
+        self._ear = ear
         # grid frame -> partials of the window ending there, and the same widened by a bin
         self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def push(self, frame: np.ndarray) -> None:
-        n = min(len(frame), HISTORY_SAMPLES)
-        self._history[: HISTORY_SAMPLES - n] = self._history[n:]
-        self._history[HISTORY_SAMPLES - n :] = frame[len(frame) - n :]
-        self._frames += 1
 
     def _partials(self, at: int) -> tuple[np.ndarray, np.ndarray]:
         found = self._masks.get(at)
         if found is None:
-            end = HISTORY_SAMPLES - (self._frames - at) * FRAME_SAMPLES
-            peaks = partial_mask(self._history[end - LONG_WINDOW_SAMPLES : end])
+            history = self._ear.window
+            end = len(history) - (self._ear.frames - at) * FRAME_SAMPLES
+            peaks = partial_mask(history[end - LONG_WINDOW_SAMPLES : end])
             near = peaks.copy()
             near[1:] |= peaks[:-1]
             near[:-1] |= peaks[1:]
@@ -70,9 +67,10 @@ class HeldNotes:
     def held_share(self) -> float:
         """Of the partials of the last 300 ms, the share already there (within a bin) 90 ms
         before: 0 to 1, and 0 without partials or before the history is full."""
-        if self._frames * FRAME_SAMPLES < HISTORY_SAMPLES:
+        frames = self._ear.frames
+        if frames * FRAME_SAMPLES < HISTORY_SAMPLES:
             return 0.0
-        grid = self._frames - self._frames % HOP_FRAMES
+        grid = frames - frames % HOP_FRAMES
         oldest = grid - (GRID_WINDOWS - 1) * HOP_FRAMES
         for at in [k for k in self._masks if k < oldest]:
             del self._masks[at]

@@ -101,26 +101,33 @@ class ToneEar:
     harmonics at all). Counted only when asked, so only on frames where the second stage
     would start a turn: a voice costs about 10 µs a frame, a quiet room nothing. (Once per
     32 ms chunk of the second stage's is not enough: a turn starts on three trigger frames
-    in ten, and one chunk's count, taken at a note change, let a chime through.)"""
+    in ten, and one chunk's count, taken at a note change, let a chime through.)
+
+    `history_samples` keeps more of the room, for the held-notes check (`music.py`), which
+    reads it from here rather than keeping a second copy of the same audio."""
 
     RECENT_WEIGHT = 0.2  # each frame asked about moves the recent tonal share this much
 
-    def __init__(self, max_partials: int) -> None:
+    def __init__(self, max_partials: int, history_samples: int = LONG_WINDOW_SAMPLES) -> None:
         self.max_partials = max_partials
-        self.window = np.zeros(LONG_WINDOW_SAMPLES, dtype=np.float32)
+        # the latest samples of the room, oldest first
+        self.window = np.zeros(max(history_samples, LONG_WINDOW_SAMPLES), dtype=np.float32)
+        self.frames = 0  # frames pushed
         self.recent_share = 0.0  # of the frames asked about lately, the share that were tonal
 
     def push(self, frame: np.ndarray) -> None:
-        size = LONG_WINDOW_SAMPLES
+        size = len(self.window)
         n = min(len(frame), size)
         self.window[: size - n] = self.window[n:]
         self.window[size - n :] = frame[len(frame) - n :]
+        self.frames += 1
 
     def tonal(self) -> bool:
         if not self.max_partials:
             return False
         count = partial_count(self.window[-WINDOW_SAMPLES:])
-        tone = 1 <= count <= self.max_partials and partial_count(self.window) <= LONG_MAX_PARTIALS
+        long_window = self.window[-LONG_WINDOW_SAMPLES:]
+        tone = 1 <= count <= self.max_partials and partial_count(long_window) <= LONG_MAX_PARTIALS
         verdict = tone or (count == 0 and self.recent_share >= 0.5)
         self.recent_share += self.RECENT_WEIGHT * (tone - self.recent_share)
         return verdict

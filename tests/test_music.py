@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edged.config import Config, load_config
 from edged.frames import FRAME_SAMPLES
 from edged.music import HISTORY_SAMPLES, HeldNotes
 from edged.replay import replay_file
+from edged.tones import ToneEar
 from edged.wavio import read_mono
 
 DATA = Path(__file__).parent / "data"
@@ -20,10 +22,11 @@ UNCHECKED = ["detector.held_notes_share=0"]
 
 def shares(x: np.ndarray, every_frames: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """held_share every `every_frames` frames once the history is full, and each frame's level."""
-    notes, out, levels = HeldNotes(), [], []
+    ear = ToneEar(0, HISTORY_SAMPLES)
+    notes, out, levels = HeldNotes(ear), [], []
     for n, k in enumerate(range(0, len(x) - FRAME_SAMPLES + 1, FRAME_SAMPLES)):
         frame = x[k : k + FRAME_SAMPLES]
-        notes.push(frame)
+        ear.push(frame)
         if k >= HISTORY_SAMPLES and n % every_frames == 0:
             out.append(notes.held_share())
             levels.append(10 * np.log10(np.mean(frame.astype(np.float64) ** 2) + 1e-12))
@@ -67,14 +70,18 @@ def test_a_held_chord_is_held() -> None:
 
 
 def test_nothing_is_held_before_the_history_is_full_or_in_silence() -> None:
-    notes = HeldNotes()
+    ear = ToneEar(0, HISTORY_SAMPLES)
+    notes = HeldNotes(ear)
     tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(HISTORY_SAMPLES) / 16000)).astype(np.float32)
     for k in range(0, HISTORY_SAMPLES - FRAME_SAMPLES, FRAME_SAMPLES):
-        notes.push(tone[k : k + FRAME_SAMPLES])
+        ear.push(tone[k : k + FRAME_SAMPLES])
         assert notes.held_share() == 0.0
-    notes.push(tone[-FRAME_SAMPLES:])
+    ear.push(tone[-FRAME_SAMPLES:])
     assert notes.held_share() == 1.0
-    quiet = HeldNotes()
+    quiet_ear = ToneEar(0, HISTORY_SAMPLES)
+    quiet = HeldNotes(quiet_ear)
     for _ in range(HISTORY_SAMPLES // FRAME_SAMPLES + 5):
-        quiet.push(np.zeros(FRAME_SAMPLES, np.float32))
+        quiet_ear.push(np.zeros(FRAME_SAMPLES, np.float32))
     assert quiet.held_share() == 0.0
+    with pytest.raises(ValueError, match="samples of the room"):
+        HeldNotes(ToneEar(2))  # the tone check alone keeps too little of it
