@@ -16,6 +16,10 @@ Three stages, per 10 ms frame on the 16 kHz clock (numpy, and numba for the per-
    corrupts the output filter (the background is reset from it when it
    diverges), and after an echo-path change the background re-learns and is
    copied as soon as it is better.
+   With `aec.block_fit` (experimental), a least-squares fit of the path and of the
+   loudspeaker's distortion over the last seconds (`edged.block_estimate`) is offered to
+   the background filter whenever it predicts fresh audio clearly better; the distortion
+   is a cubed reference through a short filter of its own, kept beside both filters.
 3. Residual echo suppression for what a linear filter cannot remove (the
    loudspeaker's distortion, the tail beyond the filter): per-bin gains from
    the part of the output coherent with the filter's echo estimate, but at
@@ -51,6 +55,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import fastfft, kernels
+from .block_estimate import CUBIC_PARTITIONS, BlockEstimate
 from .config import AecConfig
 
 EPS = np.float32(1e-10)
@@ -237,7 +242,16 @@ class EchoCanceller:
         self._W = np.zeros((2, p, k), dtype=c64)  # [background, foreground]
         self._pow = np.zeros(k, dtype=np.float64)  # reference power per bin over the p partitions
         self._xpow = np.zeros((p, k), dtype=f32)  # power of each block in the filter's span
-        self._xbuf = np.zeros(2 * n, dtype=f32)  # the last two reference frames
+        self._xbuf = np.zeros((2, 2 * n), dtype=f32)  # the last two reference frames, and their cube
+        # the loudspeaker's distortion: the cubed reference through a short filter of its own,
+        # learnt only by the block fit (`edged.block_estimate`), kept beside both linear filters
+        self.cubic_parts = p3 = min(p, CUBIC_PARTITIONS)
+        self._X3 = np.zeros((2 * p3, k), dtype=c64)  # mirrored ring, as _X
+        self._x3_head = 0
+        self._W3 = np.zeros((2, p3, k), dtype=c64)  # [background, foreground]
+        self._paths3 = np.zeros((2, k), dtype=c64)
+        self._cubic = False  # a fit has given the filters a distortion branch
+        self._estimate = BlockEstimate(n, p * n, rate_hz) if cfg.block_fit else None
         # rows of the one forward FFT after the filter: the background error (zeros, then the
         # frame) and the suppressor's four windowed rows
         self._fwd = np.zeros((5, 2 * n), dtype=f32)
@@ -277,6 +291,7 @@ class EchoCanceller:
                 cfg.oversubtraction,
                 10 ** (-cfg.suppression_db / 20),
                 self._gate_decay,
+                0.0,  # the room's tail beyond the filter, as a share of the echo estimate (a fit's)
             ],
             dtype=f32,
         )
@@ -395,6 +410,7 @@ class EchoCanceller:
             elif 0 < -frames < self.parts:
                 shifted[-frames:] = w[:frames]
             w[:] = shifted
+        self._forget_distortion()
         self._path.restart()
         n, p, h = self.n, self.parts, self._x_head
         # under the new alignment the block that ended i frames ago ended i + frames ago
@@ -414,21 +430,43 @@ class EchoCanceller:
         self._X[p:] = blocks
         self._xpow[:] = blocks.real**2 + blocks.imag**2
         self._pow[:] = self._xpow.sum(axis=0)
-        self._xbuf[n:] = self._refs[at]  # the last aligned frame, the next block's first half
+        self._xbuf[0, n:] = self._refs[at]  # the last aligned frame, the next block's first half
+        self._xbuf[1, n:] = self._refs[at] ** 3
+        self._X3[:] = 0  # rebuilt over the next frames; the branch is off until the next fit
+
+    def _forget_distortion(self) -> None:
+        """The reference moved under the filters: the fit's cross-spectra and the distortion
+        branch belong to the old alignment."""
+        self._W3[:] = 0
+        self._cubic = False
+        if self._estimate is not None:
+            self._estimate.reset()
 
     # -- linear filter ------------------------------------------------------------------------------
     def _cancel(self, d: np.ndarray, x: np.ndarray, ref_active: bool) -> np.ndarray:
         """Filters and adapts; writes the output filter's error and echo estimate into the
         suppressor's rows and returns their spectra. An FFT this small costs mostly its call,
         so the background error's spectrum is taken in the same call as the suppressor's."""
-        n, p = self.n, self.parts
+        n, p, p3 = self.n, self.parts, self.cubic_parts
         xb = self._xbuf
-        xb[:n] = xb[n:]
-        xb[n:] = x
+        xb[:, :n] = xb[:, n:]
+        xb[0, n:] = x
         self._x_head = h = (self._x_head - 1) % p
-        kernels.push_block(fastfft.rfft(xb), self._X, self._xpow, self._pow, h, p)
+        fitting = self._estimate is not None
+        if fitting:  # the cube's blocks too, in the same call
+            np.multiply(x * x, x, out=xb[1, n:])
+            self._x3_head = h3 = (self._x3_head - 1) % p3
+            blocks = fastfft.rfft(xb)
+            self._X3[h3] = self._X3[h3 + p3] = blocks[1]
+        else:
+            blocks = fastfft.rfft(xb[:1])
+        kernels.push_block(blocks[0], self._X, self._xpow, self._pow, h, p)
         X = self._X[h : h + p]
         kernels.filter_paths(self._W, X, self._paths)
+        if self._cubic:
+            h3 = self._x3_head
+            kernels.filter_paths(self._W3, self._X3[h3 : h3 + p3], self._paths3)
+            self._paths += self._paths3
         ys = fastfft.irfft(self._paths, 2 * n)[:, n:]  # both paths at once
         e = self._e  # [background, foreground]
         energy_b, energy_f, energy_d = kernels.errors(d, ys, e)
@@ -465,9 +503,11 @@ class EchoCanceller:
         wb, wf = self._W
         if copy:
             wf[:] = wb
+            self._W3[1] = self._W3[0]
             self._err_f = self._err_b
         elif self._err_b > RESET_RATIO * self._err_f and self._err_b > self._mic_energy:
             wb[:] = wf
+            self._W3[0] = self._W3[1]
             self._err_b = self._err_f
         suspect = False
         if ref_active and self.learnt:
@@ -478,8 +518,25 @@ class EchoCanceller:
         shift = self._path.push(d, x, suspect, self._main_tap)
         if shift:
             wb[:] = self._shifted(wf, shift)
+            self._W3[0] = self._shifted(self._W3[1], shift)
+            if fitting:
+                self._estimate.reset()
             self._err_b = self._err_f  # judged afresh by the copy rule
+        fit = self._estimate.push(x, d, e, ref_active, learn=not suspect) if fitting else None
+        if fit is not None:
+            wb[:] = self._partitions(fit[0], p)
+            self._W3[0] = self._partitions(fit[1], self.cubic_parts)
+            self._cubic = True
+            self._err_b = self._err_f  # judged by the copy rule, as the filter's own steps are
+            self._suppressor_constants[-1] = self._estimate.tail_share  # type: ignore[union-attr]
         return spec
+
+    def _partitions(self, taps: np.ndarray, parts: int) -> np.ndarray:
+        """Time-domain taps as the spectra of `parts` partitions of one frame each."""
+        n = self.n
+        blocks = np.zeros((parts, 2 * n), dtype=np.float32)
+        blocks[:, :n] = np.pad(taps, (0, parts * n - len(taps))).reshape(parts, n)
+        return fastfft.rfft(blocks)
 
     def _main_tap(self) -> int:
         """Where the output filter's strongest tap lies (samples after the aligned reference):
@@ -490,7 +547,7 @@ class EchoCanceller:
 
     def _shifted(self, w: np.ndarray, samples: int) -> np.ndarray:
         """The filter's response moved `samples` later (earlier if negative)."""
-        n, p = self.n, self.parts
+        n, p = self.n, len(w)
         taps = fastfft.irfft(w, 2 * n)[:, :n].reshape(-1)
         moved = np.zeros((p, 2 * n), dtype=np.float32)
         flat = np.zeros(p * n, dtype=np.float32)

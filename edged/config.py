@@ -247,6 +247,12 @@ class AecConfig:
     half_duplex: bool = _flag(
         False, "mute the microphone while the speaker plays: for hardware whose echo cannot be cancelled"
     )
+    block_fit: bool = _flag(
+        False,
+        "experimental: also fit the echo path and the loudspeaker's distortion by least squares over "
+        "the last seconds and hand the fit to the filter (edged/block_estimate.py); the barge-in "
+        "gate is not yet tuned to the deeper cancelling",
+    )
     tail_ms: int = _num(256, 20, 500, "echo path length the linear filter covers, after the delay (ms)")
     max_delay_ms: int = _num(
         300, 0, 1000, "largest lead of the speaker signal over the microphone that is tracked (ms)"

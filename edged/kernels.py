@@ -50,7 +50,7 @@ def _np_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):
 
 
 def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
-    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay = constants
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail = constants
     s_ee_yy, echo_psd, gain, gate_psd = estimates[0:2], estimates[2], estimates[3], estimates[4]
     power[:] = np.multiply(spec, spec.conj()).real
     s_ee_yy += a * (power[:2] - s_ee_yy)
@@ -62,7 +62,7 @@ def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
     g = np.maximum(1.0 - oversubtraction * echo_psd / (power[0] + 1e-10), gmin)
     np.minimum(g, gain + 0.5 * (g - gain), out=gain)
     np.multiply(spec[0], gain, out=out)
-    np.maximum(coherent, gate_psd * gate_decay, out=gate_psd)
+    np.maximum(np.maximum(coherent, tail * syy), gate_psd * gate_decay, out=gate_psd)
     return float(power[0] @ band), float(gate_psd @ band)
 
 
@@ -131,10 +131,11 @@ def _loop_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):  # pragma: no cover
 def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # pragma: no cover - compiled
     """The suppressor's and the gate's per-bin estimates for one frame (see
     `EchoCanceller._suppress`); writes the gained error spectrum to `out` and returns the
-    speech band's output power and the echo the gate expects there. `estimates` rows:
+    speech band's output power and the echo the gate expects there (at least `tail` of the
+    echo estimate: the room's reverberation beyond the filter's span). `estimates` rows:
     smoothed output power, smoothed echo-estimate power, expected residual echo, gains, the
     gate's expected echo; `sey`: their smoothed cross-spectrum."""
-    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay = constants
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail = constants
     s_ee_yy = estimates[0:2]
     echo_psd, gain, gate_psd = estimates[2], estimates[3], estimates[4]
     k = spec.shape[1]
@@ -163,7 +164,7 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
         g = min(g, g0 + 0.5 * (g - g0))
         gain[b] = g
         out[b] = err * g
-        gp = max(coherent, gate_psd[b] * gate_decay)
+        gp = max(max(coherent, tail * syy), gate_psd[b] * gate_decay)
         gate_psd[b] = gp
         near += pe * band[b]
         expected += gp * band[b]

@@ -37,7 +37,7 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
     if name == "suppress_bins":
         estimates = rng.uniform(0.5, 2, (5, K)).astype(f32)
         estimates[3] /= 2  # gains are at most 1
-        constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88], f32)
+        constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88, 2e-3], f32)
         band = (rng.uniform(size=K) > 0.3).astype(f32)
         power, out = np.zeros((4, K), f32), np.zeros(K, np.complex64)
         return spectra(rng, 4, K), power, estimates, spectra(rng, K) * 0.3, band, out, constants

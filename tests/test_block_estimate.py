@@ -1,0 +1,70 @@
+"""The least-squares fit of an echo path and a saturating loudspeaker (edged/block_estimate.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edged.block_estimate import HOP_FRAMES, MIN_WINDOWS, WINDOW, BlockEstimate
+
+N = 160
+TAPS = 2560
+
+
+def played(demo_audio, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Recorded speech as the reference, through a clipping speaker and a short room."""
+    x, _ = demo_audio
+    ref = x[: int(seconds * 16000)].astype(np.float64)
+    ref *= 0.05 / np.sqrt(np.mean(ref**2))
+    rng = np.random.default_rng(7)
+    h = rng.standard_normal(1200) * np.exp(-np.arange(1200) / 200) * 0.05
+    h[20] = 1.0
+    linear = np.convolve(ref, h)[: len(ref)]
+    mic = np.convolve(np.tanh(2 * ref) / 2, h)[: len(ref)] + rng.standard_normal(len(ref)) * 1e-5
+    return ref, mic, linear
+
+
+def feed(est: BlockEstimate, ref: np.ndarray, mic: np.ndarray, playing: bool = True) -> list:
+    """Frames in, as if the filters had cancelled nothing (their errors are the microphone)."""
+    fits = []
+    for i in range(0, len(ref) - N + 1, N):
+        d = mic[i : i + N]
+        fit = est.push(ref[i : i + N], d, np.stack([d, d]), playing, learn=True)
+        if fit is not None:
+            fits.append(fit)
+    return fits
+
+
+def residual_db(ref: np.ndarray, mic: np.ndarray, linear: np.ndarray, cubic: np.ndarray) -> float:
+    echo = np.convolve(ref, linear)[: len(ref)] + np.convolve(ref**3, cubic)[: len(ref)]
+    return float(10 * np.log10(np.sum((mic - echo) ** 2) / np.sum(mic**2)))
+
+
+def test_the_fit_finds_the_room_and_the_speaker_s_distortion(demo_audio) -> None:
+    ref, mic, _ = played(demo_audio, 12.0)
+    fits = feed(BlockEstimate(N, TAPS), ref[: 8 * 16000], mic[: 8 * 16000])
+    assert fits, "a fit that predicts the echo is offered"
+    linear, cubic = fits[-1]
+    assert len(linear) == TAPS and len(cubic) < TAPS  # the distortion's filter is short
+    later = slice(8 * 16000, None)  # audio the fit never heard
+    with_cubic = residual_db(ref[later], mic[later], linear, cubic)
+    without = residual_db(ref[later], mic[later], linear, 0 * cubic)
+    # the distortion's branch is held back hard (CUBIC_REGULARISATION): it adds a little here
+    assert with_cubic < -18
+    assert with_cubic < without - 1
+
+
+def test_nothing_is_offered_before_enough_audio_or_from_silence(demo_audio) -> None:
+    ref, mic, _ = played(demo_audio, 6.0)
+    first = -(-WINDOW // (N * HOP_FRAMES)) * HOP_FRAMES  # the first hop with a whole window
+    enough = (first + MIN_WINDOWS * HOP_FRAMES) * N  # the first fit, then the hop it is judged on
+    assert feed(BlockEstimate(N, TAPS), ref[: enough - N], mic[: enough - N]) == []
+    assert feed(BlockEstimate(N, TAPS), ref, mic, playing=False) == []
+
+
+def test_a_reset_forgets_the_room(demo_audio) -> None:
+    ref, mic, _ = played(demo_audio, 6.0)
+    est = BlockEstimate(N, TAPS)
+    assert feed(est, ref, mic)
+    est.reset()
+    span = MIN_WINDOWS * HOP_FRAMES * N  # windows to gather again before a fit, none judged yet
+    assert feed(est, ref[:span], mic[:span]) == []
