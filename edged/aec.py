@@ -432,12 +432,13 @@ class EchoCanceller:
         self._pow[:] = self._xpow.sum(axis=0)
         self._xbuf[0, n:] = self._refs[at]  # the last aligned frame, the next block's first half
         self._xbuf[1, n:] = self._refs[at] ** 3
-        self._X3[:] = 0  # rebuilt over the next frames; the branch is off until the next fit
 
     def _forget_distortion(self) -> None:
         """The reference moved under the filters: the fit's cross-spectra and the distortion
-        branch belong to the old alignment."""
+        branch belong to the old alignment (its cubed blocks are rebuilt over the next frames;
+        the branch is off until the next fit)."""
         self._W3[:] = 0
+        self._X3[:] = 0
         self._cubic = False
         if self._estimate is not None:
             self._estimate.reset()
@@ -448,18 +449,17 @@ class EchoCanceller:
         suppressor's rows and returns their spectra. An FFT this small costs mostly its call,
         so the background error's spectrum is taken in the same call as the suppressor's."""
         n, p, p3 = self.n, self.parts, self.cubic_parts
-        xb = self._xbuf
+        fitting = self._estimate is not None
+        xb = self._xbuf if fitting else self._xbuf[:1]  # the cube's row only for the fit
         xb[:, :n] = xb[:, n:]
         xb[0, n:] = x
         self._x_head = h = (self._x_head - 1) % p
-        fitting = self._estimate is not None
-        if fitting:  # the cube's blocks too, in the same call
+        if fitting:
             np.multiply(x * x, x, out=xb[1, n:])
+        blocks = fastfft.rfft(xb)  # the cube's blocks too, in the same call
+        if fitting:
             self._x3_head = h3 = (self._x3_head - 1) % p3
-            blocks = fastfft.rfft(xb)
             self._X3[h3] = self._X3[h3 + p3] = blocks[1]
-        else:
-            blocks = fastfft.rfft(xb[:1])
         kernels.push_block(blocks[0], self._X, self._xpow, self._pow, h, p)
         X = self._X[h : h + p]
         kernels.filter_paths(self._W, X, self._paths)
@@ -501,13 +501,16 @@ class EchoCanceller:
         else:
             spec = fastfft.rfft(self._analysis)
         wb, wf = self._W
+        w3b, w3f = self._W3  # all zeros until a fit gives the filters a distortion branch
         if copy:
             wf[:] = wb
-            self._W3[1] = self._W3[0]
+            if self._cubic:
+                w3f[:] = w3b
             self._err_f = self._err_b
         elif self._err_b > RESET_RATIO * self._err_f and self._err_b > self._mic_energy:
             wb[:] = wf
-            self._W3[0] = self._W3[1]
+            if self._cubic:
+                w3b[:] = w3f
             self._err_b = self._err_f
         suspect = False
         if ref_active and self.learnt:
@@ -518,14 +521,15 @@ class EchoCanceller:
         shift = self._path.push(d, x, suspect, self._main_tap)
         if shift:
             wb[:] = self._shifted(wf, shift)
-            self._W3[0] = self._shifted(self._W3[1], shift)
+            if self._cubic:
+                w3b[:] = self._shifted(w3f, shift)
             if fitting:
                 self._estimate.reset()
             self._err_b = self._err_f  # judged afresh by the copy rule
         fit = self._estimate.push(x, d, e, ref_active, learn=not suspect) if fitting else None
         if fit is not None:
             wb[:] = self._partitions(fit[0], p)
-            self._W3[0] = self._partitions(fit[1], self.cubic_parts)
+            w3b[:] = self._partitions(fit[1], p3)
             self._cubic = True
             self._err_b = self._err_f  # judged by the copy rule, as the filter's own steps are
             self._suppressor_constants[-1] = self._estimate.tail_share  # type: ignore[union-attr]

@@ -2,11 +2,11 @@
 
 The adaptive filter (`edged.aec`) takes its small normalised steps on speech, whose spectrum
 is steep and changes every syllable: on benchmarks/echo.py's rooms it cancelled 11-15 dB after
-2-4 s of playback and was still gaining 2 dB a second at 12 s. Yet a least-squares fit of the
-same taps, over those 10 s, cancels 26-31 dB. And the loudspeaker's distortion, which no linear
-filter removes, caps the fit at 26-31 dB in the close rooms: with the speaker's saturation
-modelled as a cubic branch (x³ through its own short filter: a Hammerstein model), the fit
-cancels 36-43 dB there.
+2-4 s of playback and was still gaining at 12 s. Yet a least-squares fit of the same taps, over
+those 10 s, cancels 26-31 dB. And the loudspeaker's distortion, which no linear filter removes,
+caps the fit at 29-31 dB in the close rooms: with the speaker's saturation modelled as a cubic
+branch (x³ through its own short filter: a Hammerstein model), the fit cancels 38-45 dB there
+(offline, with the cubic branch barely regularised; see CUBIC_REGULARISATION).
 
 So this keeps running cross-spectra of the reference, its cube and the microphone over long
 windows (1 s, Hann, a new one every `HOP_FRAMES`; older ones fade over `MEMORY_S`), solves
@@ -95,18 +95,21 @@ class BlockEstimate:
         playing_frames, self._playing = self._playing, 0
         x_win, d_win = (np.roll(row, -self._at) for row in self._ring)  # oldest first
         offer = None
+        cube = x_win**3
         if self._pending is not None:
-            offer = self._judge(x_win, d_win, min(out_err, bg_err) / (mic + 1e-12))
+            offer = self._judge(x_win, cube, d_win, min(out_err, bg_err) / (mic + 1e-12))
         if playing_frames >= HOP_FRAMES // 2:
-            self._learn(x_win, d_win)
+            self._learn(x_win, cube, d_win)
         return offer
 
-    def _judge(self, x: np.ndarray, d: np.ndarray, best_ratio: float) -> tuple[np.ndarray, np.ndarray] | None:
+    def _judge(
+        self, x: np.ndarray, cube: np.ndarray, d: np.ndarray, best_ratio: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """The pending fit's error on the last hop, which it was made before."""
         taps, spectra = self._pending  # type: ignore[misc]
         self._pending = None
         hop = HOP_FRAMES * self.n
-        spec = np.fft.rfft(np.stack([x, x**3]))
+        spec = np.fft.rfft(np.stack([x, cube]))
         echo = np.fft.irfft(spectra[0] * spec[0] + spectra[1] * spec[1], WINDOW)[-hop:]
         heard = d[-hop:]
         ratio = float(np.sum((heard - echo) ** 2)) / (float(heard @ heard) + 1e-12)
@@ -114,9 +117,9 @@ class BlockEstimate:
             return taps[0, : self.linear_taps], taps[1, : self.cubic_taps]
         return None
 
-    def _learn(self, x: np.ndarray, d: np.ndarray) -> None:
+    def _learn(self, x: np.ndarray, cube: np.ndarray, d: np.ndarray) -> None:
         w = self._window
-        spec = np.fft.rfft(np.stack([w * x, w * x**3, w * d]))
+        spec = np.fft.rfft(np.stack([w * x, w * cube, w * d]))
         X, X3, D = spec
         auto, cross = self._auto, self._cross
         auto *= self._fade
