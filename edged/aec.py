@@ -242,7 +242,10 @@ class EchoCanceller:
         self._W = np.zeros((2, p, k), dtype=c64)  # [background, foreground]
         self._pow = np.zeros(k, dtype=np.float64)  # reference power per bin over the p partitions
         self._xpow = np.zeros((p, k), dtype=f32)  # power of each block in the filter's span
-        self._xbuf = np.zeros((2, 2 * n), dtype=f32)  # the last two reference frames, and their cube
+        # the last two reference frames, and their cube (kept only for the block fit): one array,
+        # so that both blocks' spectra come from one FFT call
+        self._xbufs = np.zeros((2, 2 * n), dtype=f32)
+        self._xbuf = self._xbufs[0]
         # the loudspeaker's distortion: the cubed reference through a short filter of its own,
         # learnt only by the block fit (`edged.block_estimate`), kept beside both linear filters
         self.cubic_parts = p3 = min(p, CUBIC_PARTITIONS)
@@ -430,8 +433,8 @@ class EchoCanceller:
         self._X[p:] = blocks
         self._xpow[:] = blocks.real**2 + blocks.imag**2
         self._pow[:] = self._xpow.sum(axis=0)
-        self._xbuf[0, n:] = self._refs[at]  # the last aligned frame, the next block's first half
-        self._xbuf[1, n:] = self._refs[at] ** 3
+        self._xbufs[0, n:] = self._refs[at]  # the last aligned frame, the next block's first half
+        self._xbufs[1, n:] = self._refs[at] ** 3
 
     def _forget_distortion(self) -> None:
         """The reference moved under the filters: the fit's cross-spectra and the distortion
@@ -450,17 +453,21 @@ class EchoCanceller:
         so the background error's spectrum is taken in the same call as the suppressor's."""
         n, p, p3 = self.n, self.parts, self.cubic_parts
         fitting = self._estimate is not None
-        xb = self._xbuf if fitting else self._xbuf[:1]  # the cube's row only for the fit
-        xb[:, :n] = xb[:, n:]
-        xb[0, n:] = x
         self._x_head = h = (self._x_head - 1) % p
-        if fitting:
+        if fitting:  # the cube's block too, in the same FFT call
+            xb = self._xbufs
+            xb[:, :n] = xb[:, n:]
+            xb[0, n:] = x
             np.multiply(x * x, x, out=xb[1, n:])
-        blocks = fastfft.rfft(xb)  # the cube's blocks too, in the same call
-        if fitting:
+            block, cubed = fastfft.rfft(xb)
             self._x3_head = h3 = (self._x3_head - 1) % p3
-            self._X3[h3] = self._X3[h3 + p3] = blocks[1]
-        kernels.push_block(blocks[0], self._X, self._xpow, self._pow, h, p)
+            self._X3[h3] = self._X3[h3 + p3] = cubed
+        else:
+            xb = self._xbuf
+            xb[:n] = xb[n:]
+            xb[n:] = x
+            block = fastfft.rfft(xb)
+        kernels.push_block(block, self._X, self._xpow, self._pow, h, p)
         X = self._X[h : h + p]
         kernels.filter_paths(self._W, X, self._paths)
         if self._cubic:
@@ -501,16 +508,16 @@ class EchoCanceller:
         else:
             spec = fastfft.rfft(self._analysis)
         wb, wf = self._W
-        w3b, w3f = self._W3  # all zeros until a fit gives the filters a distortion branch
+        w3 = self._W3  # [background, foreground]: zeros until a fit gives them a distortion branch
         if copy:
             wf[:] = wb
             if self._cubic:
-                w3f[:] = w3b
+                w3[1] = w3[0]
             self._err_f = self._err_b
         elif self._err_b > RESET_RATIO * self._err_f and self._err_b > self._mic_energy:
             wb[:] = wf
             if self._cubic:
-                w3b[:] = w3f
+                w3[0] = w3[1]
             self._err_b = self._err_f
         suspect = False
         if ref_active and self.learnt:
@@ -522,14 +529,14 @@ class EchoCanceller:
         if shift:
             wb[:] = self._shifted(wf, shift)
             if self._cubic:
-                w3b[:] = self._shifted(w3f, shift)
+                w3[0] = self._shifted(w3[1], shift)
             if fitting:
                 self._estimate.reset()
             self._err_b = self._err_f  # judged afresh by the copy rule
         fit = self._estimate.push(x, d, e, ref_active, learn=not suspect) if fitting else None
         if fit is not None:
             wb[:] = self._partitions(fit[0], p)
-            w3b[:] = self._partitions(fit[1], p3)
+            w3[0] = self._partitions(fit[1], p3)
             self._cubic = True
             self._err_b = self._err_f  # judged by the copy rule, as the filter's own steps are
             self._suppressor_constants[-1] = self._estimate.tail_share  # type: ignore[union-attr]
