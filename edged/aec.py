@@ -16,10 +16,13 @@ Three stages, per 10 ms frame on the 16 kHz clock (numpy, and numba for the per-
    corrupts the output filter (the background is reset from it when it
    diverges), and after an echo-path change the background re-learns and is
    copied as soon as it is better.
-   With `aec.block_fit` (experimental), a least-squares fit of the path and of the
-   loudspeaker's distortion over the last seconds (`edged.block_estimate`) is offered to
-   the background filter whenever it predicts fresh audio clearly better; the distortion
-   is a cubed reference through a short filter of its own, kept beside both filters.
+   With `aec.block_fit` (on by default), a least-squares fit of the path over the last
+   seconds (`edged.block_estimate`) is offered to the background filter whenever it
+   predicts fresh audio clearly better: the filter has the room after two seconds of a
+   reply instead of ten. The fit also measures the room's reverberation beyond the
+   filter's span, which the speech gate then expects. With `aec.distortion_fit`
+   (experimental) it also fits the loudspeaker's distortion: a cubed reference through
+   a short filter of its own, kept beside both filters.
 3. Residual echo suppression for what a linear filter cannot remove (the
    loudspeaker's distortion, the tail beyond the filter): per-bin gains from
    the part of the output coherent with the filter's echo estimate, but at
@@ -55,8 +58,9 @@ from collections.abc import Callable
 import numpy as np
 
 from . import fastfft, kernels
-from .block_estimate import CUBIC_PARTITIONS, BlockEstimate
+from .block_estimate import CUBIC_PARTITIONS, WINDOW, BlockEstimate
 from .config import AecConfig
+from .frame_history import FrameHistory
 
 EPS = np.float32(1e-10)
 INT16_UNIT = np.float32(1 / 32768)
@@ -64,6 +68,13 @@ LAG_PERSIST = 25  # updates (every other frame: 0.5 s) a new lag must stay best 
 MEDIAN_STEP = 10**0.02  # the band medians move by 0.2 dB a frame
 REG_FRACTION = 0.1  # step regularisation, relative to the mean reference power per bin
 COPY_RATIO = 0.7  # background error below this share of the foreground's: copy it
+# In double talk the background filter, adapting on the user's voice, can cancel a little of
+# it for a few frames: copied then, it left the output filter 8 dB worse for the rest of the
+# user's turn (aec_bench's close7cm_rt0.5), and a false barge-in after it. Its gain must stand
+# out from how much the voice moves it. Only with the block fit: without it the filter's own
+# steps are all it has to converge, and a strict rule slowed them (a false barge-in more on
+# benchmarks/echo.py's rooms)
+COPY_SIGNIFICANCE = 1.0
 RESET_RATIO = 4.0  # background error above this multiple (and above the mic's): reset it
 ERR_SMOOTHING = 0.15
 SETTLE_FRAMES = 20  # after the echo tail, frames for the suppressor's gains to recover before idling
@@ -123,9 +134,10 @@ class DelayTracker:
         self._active += 1
         if self._active % 2:  # the lag moves slowly: every other frame is enough
             return self.lag
-        kernels.lag_costs(self._hist[self._head : self._head + size], mic_b, self._cost, 0.06, self.BANDS)
-        # reverberation smears the match towards later lags: take the earliest near-best one
-        best = int(np.argmax(self._cost <= self._cost.min() + 0.01))
+        # reverberation smears the match towards later lags: the earliest near-best one
+        best = kernels.lag_costs(
+            self._hist[self._head : self._head + size], mic_b, self._cost, 0.06, self.BANDS, 0.01
+        )
         # switch only for a clear improvement that persists: every jump costs re-convergence
         if best != self.lag and self._cost[best] < self._cost[self.lag] - 0.05:
             self._pending = self._pending + 1 if best == self._candidate else 1
@@ -152,14 +164,13 @@ class PathShift:
     later; the correlation then finds whatever of the jump the tracker's whole frames did not
     absorb (benchmarks/delay_jumps.py)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, history: FrameHistory) -> None:
         self.n = n
         size = 2 * REALIGN_REF_FRAMES * n
         # row 0: the microphone at the end of the reference's span; row 1: the reference
         self._rows = np.zeros((2, size), dtype=np.float32)
         self._mic_at = (REALIGN_REF_FRAMES - REALIGN_MIC_FRAMES) * n
-        self._ring = np.zeros((REALIGN_REF_FRAMES, 2, n), dtype=np.float32)  # frame by frame
-        self._order = np.arange(REALIGN_REF_FRAMES)
+        self._history = history  # the canceller's, holding at least REALIGN_REF_FRAMES
         self._cross = np.zeros(size // 2 + 1, dtype=np.complex64)
         self._frames = 0
         self._candidate = 0
@@ -174,16 +185,13 @@ class PathShift:
         self._cross[:] = 0
         self._pending = 0
 
-    def push(self, d: np.ndarray, x: np.ndarray, suspect: bool, main_tap: Callable[[], int]) -> int:
-        """One frame of microphone and aligned reference while the filter runs; returns the
-        shift (samples, later positive) to offer the filter, 0 for none. The correlation costs
-        two long FFTs, so it runs only while the filter cancels well under its best of late
-        (`suspect`), every REALIGN_HOP frames. `main_tap`: where the output filter's strongest
-        tap lies now (asked only on a look)."""
-        n, k = self.n, REALIGN_REF_FRAMES
-        slot = self._frames % k
-        self._ring[slot, 0] = d
-        self._ring[slot, 1] = x
+    def push(self, suspect: bool, main_tap: Callable[[], int]) -> int:
+        """A frame of microphone and aligned reference has joined the history while the filter
+        runs; returns the shift (samples, later positive) to offer the filter, 0 for none. The
+        correlation costs two long FFTs, so it runs only while the filter cancels well under
+        its best of late (`suspect`), every REALIGN_HOP frames. `main_tap`: where the output
+        filter's strongest tap lies now (asked only on a look)."""
+        k = REALIGN_REF_FRAMES
         self._frames += 1
         if not suspect:
             if self._looking:  # the next suspicion starts from what is heard then
@@ -197,10 +205,10 @@ class PathShift:
         if self._pause:
             self._pause -= 1
             return 0
-        rows, m = self._rows, self._mic_at
-        frames = self._ring[(self._order + self._frames) % k]  # oldest first
-        rows[1, : k * n] = frames[:, 1].reshape(-1)
-        rows[0, m : k * n] = frames[k - REALIGN_MIC_FRAMES :, 0].reshape(-1)
+        rows, m, span = self._rows, self._mic_at, k * self.n
+        ref, mic = self._history.last(k)
+        rows[1, :span] = ref
+        rows[0, m:span] = mic[m:]
         spec = fastfft.rfft(rows)
         self._cross += REALIGN_SMOOTHING * (spec[0] * spec[1].conj() - self._cross)
         g = fastfft.irfft(self._cross / (np.abs(self._cross) + EPS), rows.shape[1])
@@ -242,8 +250,8 @@ class EchoCanceller:
         self._W = np.zeros((2, p, k), dtype=c64)  # [background, foreground]
         self._pow = np.zeros(k, dtype=np.float64)  # reference power per bin over the p partitions
         self._xpow = np.zeros((p, k), dtype=f32)  # power of each block in the filter's span
-        # the last two reference frames, and their cube (kept only for the block fit): one array,
-        # so that both blocks' spectra come from one FFT call
+        # the last two reference frames, and their cube (kept only to fit the distortion): one
+        # array, so that both blocks' spectra come from one FFT call
         self._xbufs = np.zeros((2, 2 * n), dtype=f32)
         self._xbuf = self._xbufs[0]
         # the loudspeaker's distortion: the cubed reference through a short filter of its own,
@@ -254,12 +262,14 @@ class EchoCanceller:
         self._W3 = np.zeros((2, p3, k), dtype=c64)  # [background, foreground]
         self._paths3 = np.zeros((2, k), dtype=c64)
         self._cubic = False  # a fit has given the filters a distortion branch
-        self._estimate = BlockEstimate(n, p * n, rate_hz) if cfg.block_fit else None
+        self._distortion = cfg.block_fit and cfg.distortion_fit  # the cube's blocks are kept
         # rows of the one forward FFT after the filter: the background error (zeros, then the
         # frame) and the suppressor's four windowed rows
         self._fwd = np.zeros((5, 2 * n), dtype=f32)
         self._err_b = 0.0  # smoothed error energy of the background filter
         self._err_f = 0.0  # ... and of the foreground
+        self._err_diff = 0.0  # ... and of the difference of their echo estimates
+        self._copy_significance = COPY_SIGNIFICANCE if cfg.block_fit else 0.0
         self._paths = np.zeros((2, k), dtype=c64)  # both filters' echo spectra
         self._mu_e = np.zeros(k, dtype=c64)  # the adaptation's step times error, per bin
         self._e = np.zeros((2, n), dtype=f32)  # both filters' error frames
@@ -275,9 +285,9 @@ class EchoCanceller:
         # the suppressor's and the gate's running estimates per bin, one array for its kernel:
         # smoothed power of output and echo estimate, the expected residual echo, the gains,
         # and the echo the speech gate expects
-        self._estimates = np.zeros((5, k), dtype=f32)
+        self._estimates = np.zeros((6, k), dtype=f32)
         self._s_ee_yy = self._estimates[0:2]
-        self._echo_psd, self._gain, self._gate_psd = self._estimates[2:]
+        self._echo_psd, self._gain, self._gate_psd, self._held_psd = self._estimates[2:]
         self._gain[:] = 1.0
         self._sey = np.zeros(k, dtype=np.complex64)
         self._power = np.zeros((4, k), dtype=f32)  # power spectra of the suppressed frame's rows
@@ -295,6 +305,7 @@ class EchoCanceller:
                 10 ** (-cfg.suppression_db / 20),
                 self._gate_decay,
                 0.0,  # the room's tail beyond the filter, as a share of the echo estimate (a fit's)
+                1.0 / p,  # the echo estimate it applies to is averaged over the filter's span
             ],
             dtype=f32,
         )
@@ -316,7 +327,12 @@ class EchoCanceller:
         # the error's window, then the estimate's at each age, zero-padded against wrap-around
         self._pitch_rows = np.zeros((1 + len(PITCH_AGES), 2 * PITCH_WINDOW), dtype=f32)
         self.delay_frames = 0
-        self._path = PathShift(n)
+        fit_frames = -(-WINDOW // n) if cfg.block_fit else 0
+        self._history = FrameHistory(max(REALIGN_REF_FRAMES, fit_frames), n)
+        self._path = PathShift(n, self._history)
+        self._estimate = (
+            BlockEstimate(n, p * n, self._history, rate_hz, self._distortion) if cfg.block_fit else None
+        )
         self._best = 0.0  # the output filter's best mic-to-error ratio of late (see PathShift)
         # the suppressor's analysis/synthesis holds one frame; half duplex only mutes
         self.latency_samples = 0 if cfg.half_duplex else n
@@ -379,6 +395,7 @@ class EchoCanceller:
         self._gain[:] = 1.0
         self._echo_psd[:] = 0.0
         self._gate_psd[:] = 0.0
+        self._held_psd[:] = 0.0
         self.near_ratio_db = NO_ECHO_RATIO_DB
         return buf[2, :n].copy()  # the last frame's microphone
 
@@ -454,7 +471,7 @@ class EchoCanceller:
         n, p, p3 = self.n, self.parts, self.cubic_parts
         fitting = self._estimate is not None
         self._x_head = h = (self._x_head - 1) % p
-        if fitting:  # the cube's block too, in the same FFT call
+        if self._distortion:  # the cube's block too, in the same FFT call
             xb = self._xbufs
             xb[:, :n] = xb[:, n:]
             xb[0, n:] = x
@@ -476,13 +493,21 @@ class EchoCanceller:
             self._paths += self._paths3
         ys = fastfft.irfft(self._paths, 2 * n)[:, n:]  # both paths at once
         e = self._e  # [background, foreground]
-        energy_b, energy_f, energy_d = kernels.errors(d, ys, e)
+        energy_b, energy_f, energy_d, energy_diff = kernels.errors(d, ys, e)
         eb = e[0]
         a = ERR_SMOOTHING
         self._err_b += a * (energy_b - self._err_b)
         self._err_f += a * (energy_f - self._err_f)
         self._mic_energy += a * (energy_d - self._mic_energy)
-        copy = self._err_b < COPY_RATIO * self._err_f
+        self._err_diff += a * (energy_diff - self._err_diff)
+        # the background must cancel better by more than chance: its gain over the output
+        # filter, squared, against the output's error times the two estimates' difference,
+        # which is how much a voice in the error moves that gain by chance (see COPY_SIGNIFICANCE)
+        gap = self._err_f - self._err_b
+        copy = (
+            self._err_b < COPY_RATIO * self._err_f
+            and gap * gap >= self._copy_significance * self._err_f * self._err_diff
+        )
         buf = self._buf
         buf[0, n:] = e[0 if copy else 1]
         buf[1, n:] = ys[0 if copy else 1]
@@ -525,7 +550,8 @@ class EchoCanceller:
             self._best = max(erle, self._best * REALIGN_BEST_FADE)
             suspect = erle * REALIGN_DROP < self._best
         # every frame the filter runs, so the correlation sees consecutive ones
-        shift = self._path.push(d, x, suspect, self._main_tap)
+        self._history.push(x, d)
+        shift = self._path.push(suspect, self._main_tap)
         if shift:
             wb[:] = self._shifted(wf, shift)
             if self._cubic:
@@ -533,13 +559,16 @@ class EchoCanceller:
             if fitting:
                 self._estimate.reset()
             self._err_b = self._err_f  # judged afresh by the copy rule
-        fit = self._estimate.push(x, d, e, ref_active, learn=not suspect) if fitting else None
+        fit = None
+        if fitting:
+            fit = self._estimate.push(energy_d, energy_f, energy_b, ref_active and not suspect)  # type: ignore[union-attr]
         if fit is not None:
             wb[:] = self._partitions(fit[0], p)
-            w3[0] = self._partitions(fit[1], p3)
-            self._cubic = True
+            if fit[1] is not None:
+                w3[0] = self._partitions(fit[1], p3)
+                self._cubic = True
             self._err_b = self._err_f  # judged by the copy rule, as the filter's own steps are
-            self._suppressor_constants[-1] = self._estimate.tail_share  # type: ignore[union-attr]
+            self._suppressor_constants[-2] = self._estimate.tail_share  # type: ignore[union-attr]
         return spec
 
     def _partitions(self, taps: np.ndarray, parts: int) -> np.ndarray:
@@ -625,7 +654,8 @@ class EchoCanceller:
             self._gained,
             self._suppressor_constants,
         )
-        out = fastfft.irfft(self._gained, 2 * n) * self._win
+        out = fastfft.irfft(self._gained, 2 * n)
+        out *= self._win
         frame = self._ola + out[:n]
         self._ola = out[n:]
         if self.converged:

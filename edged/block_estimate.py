@@ -8,23 +8,28 @@ caps the fit at 29-31 dB in the close rooms: with the speaker's saturation model
 branch (x³ through its own short filter: a Hammerstein model), the fit cancels 38-45 dB there
 (offline, with the cubic branch barely regularised; see CUBIC_REGULARISATION).
 
-So this keeps running cross-spectra of the reference, its cube and the microphone over long
-windows (1 s, Hann, a new one every `HOP_FRAMES`; older ones fade over `MEMORY_S`), solves
-the 2 x 2 system per bin, and truncates the responses to the filter's span (the linear one) and
-to `CUBIC_PARTITIONS` frames (the distortion rides on the direct path and the first
-reflections). A fit is judged on the hop heard after it was made, which it has not seen: a fit
-from a few windows matches its own data almost exactly and predicts nothing. Only a fit that
-cancels clearly better there than both the output filter and the adaptive one is offered; the
-canceller's copy rule then decides, as for its own filter.
+So this keeps running cross-spectra of the reference and the microphone (and, with `cubic`,
+the reference's cube) over long windows (1 s, Hann, a new one every `HOP_FRAMES`; older ones
+fade over `MEMORY_S`), solves per bin (a 2 x 2 system with the cube), and truncates the
+responses to the filter's span (the linear one) and to `CUBIC_PARTITIONS` frames (the
+distortion rides on the direct path and the first reflections). A window's overlap with
+itself moved by a tap's lag shrinks that tap in the cross-spectra (by a third at the span's
+end); that is undone. A fit is judged on the hop heard after it was made, which it has not
+seen: a fit from a few windows matches its own data almost exactly and predicts nothing. Only
+a fit that cancels clearly better there than both the output filter and the adaptive one is
+offered; the canceller's copy rule then decides, as for its own filter.
 
 A user talking over the reply is not echo: their voice in the cross-spectra averages out only
 slowly, so the canceller stops feeding the fit while its output filter cancels far worse than
-usual. Cost: a few long FFTs every 26 frames (about 1 ms here), none in between.
+usual. Cost: the frames are the canceller's (`FrameHistory`), so nothing but three sums a
+frame; a few long FFTs every 26 frames (about 0.7 ms here, 1.5 ms with the cube).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .frame_history import FrameHistory
 
 WINDOW = 16384  # samples per fit window (about 1 s at 16 kHz): 4 x the filter's span
 HOP_FRAMES = 26  # frames between two windows (a quarter window)
@@ -37,26 +42,42 @@ CUBIC_REGULARISATION = 1.0
 CUBIC_PARTITIONS = 4  # frames of the distortion's response that are modelled (40 ms)
 OFFER_RATIO = 0.7  # offered only below this share of the better filter's error on fresh audio
 MIN_WINDOWS = 2  # windows in the cross-spectra before a fit is made
+# per frame, the bounds on how fast the room's reverberation is taken to decay (3 and 0.2 dB)
+TAIL_DECAY_MIN, TAIL_DECAY_MAX = 0.5, 0.95
 
 
 class BlockEstimate:
     """Feed it every frame the filter runs (`push`); when a fit has proven itself on fresh
-    audio, `push` returns its time-domain taps: (linear taps, cubic taps)."""
+    audio, `push` returns its time-domain taps: (linear taps, cubic taps or None)."""
 
-    def __init__(self, frame_samples: int, linear_taps: int, rate_hz: int = 16000) -> None:
+    def __init__(
+        self,
+        frame_samples: int,
+        linear_taps: int,
+        history: FrameHistory,
+        rate_hz: int = 16000,
+        cubic: bool = False,
+    ) -> None:
         self.n = n = frame_samples
         self.linear_taps = linear_taps
+        self.cubic = cubic  # also fit the distortion's branch
         self.cubic_taps = min(linear_taps, CUBIC_PARTITIONS * n)
-        self._ring = np.zeros((2, WINDOW), dtype=np.float32)  # aligned reference, microphone
-        self._at = 0  # next write position in the ring
+        self._history = history  # the canceller's frames, holding at least a window's worth
+        self._window_frames = -(-WINDOW // n)
         self._window = np.hanning(WINDOW).astype(np.float32)
+        # a response tap at lag L is seen through the overlap of a window with itself moved by
+        # L: cross-spectra of windows shrink it by that overlap, which is undone on the taps
+        overlap = np.fft.irfft(np.abs(np.fft.rfft(self._window.astype(np.float64), 2 * WINDOW)) ** 2)[
+            : WINDOW // 2
+        ]
+        self._unshrink = overlap[0] / np.maximum(overlap, overlap[0] * 0.1)
         bins = WINDOW // 2 + 1
         self._auto = np.zeros((3, bins), dtype=np.complex128)  # x·x, x·x³, x³·x³
         self._cross = np.zeros((2, bins), dtype=np.complex128)  # x·d, x³·d
         self._fade = float(np.exp(-HOP_FRAMES * n / rate_hz / MEMORY_S))
         self._frames = 0
         self._windows = 0
-        self._heard = np.zeros(3)  # this hop's energies: microphone, output error, background error
+        self._heard = [0.0, 0.0, 0.0]  # this hop's energies: microphone, output error, background error
         self._playing = 0
         self._pending: tuple[np.ndarray, np.ndarray] | None = None  # taps, and their spectra
         # the echo the fit finds beyond the filter's span (the room's tail), as a share of
@@ -71,31 +92,25 @@ class BlockEstimate:
         self._pending = None
 
     def push(
-        self, x: np.ndarray, d: np.ndarray, errors: np.ndarray, playing: bool, learn: bool
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """One frame of the aligned reference `x`, the microphone `d` and both filters' errors
-        (rows: background, output). `learn`: the frame may enter the fit (no one talks over it)."""
-        n, at = self.n, self._at
-        first = min(n, WINDOW - at)  # the window is not a whole number of frames: wrap
-        self._ring[0, at : at + first] = x[:first]
-        self._ring[1, at : at + first] = d[:first]
-        self._ring[0, : n - first] = x[first:]
-        self._ring[1, : n - first] = d[first:]
-        self._at = (at + n) % WINDOW
+        self, mic: float, out_err: float, bg_err: float, learn: bool
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """A frame has joined the history; its energies of the microphone, the output filter's
+        error and the background filter's. `learn`: the speaker plays and no one talks over
+        it, so the frame may enter the fit."""
         self._frames += 1
         heard = self._heard
-        heard[0] += float(d @ d)
-        heard[1] += float(errors[1] @ errors[1])
-        heard[2] += float(errors[0] @ errors[0])
-        self._playing += playing and learn
-        if self._frames % HOP_FRAMES or self._frames * n < WINDOW:
+        heard[0] += mic
+        heard[1] += out_err
+        heard[2] += bg_err
+        self._playing += learn
+        if self._frames % HOP_FRAMES or self._frames < self._window_frames:
             return None
         mic, out_err, bg_err = heard
-        heard[:] = 0
+        heard[:] = [0.0, 0.0, 0.0]
         playing_frames, self._playing = self._playing, 0
-        x_win, d_win = (np.roll(row, -self._at) for row in self._ring)  # oldest first
+        x_win, d_win = self._history.last(self._window_frames)[:, -WINDOW:]
         offer = None
-        cube = x_win**3
+        cube = x_win**3 if self.cubic else None
         if self._pending is not None:
             offer = self._judge(x_win, cube, d_win, min(out_err, bg_err) / (mic + 1e-12))
         if playing_frames >= HOP_FRAMES // 2:
@@ -103,45 +118,78 @@ class BlockEstimate:
         return offer
 
     def _judge(
-        self, x: np.ndarray, cube: np.ndarray, d: np.ndarray, best_ratio: float
-    ) -> tuple[np.ndarray, np.ndarray] | None:
+        self, x: np.ndarray, cube: np.ndarray | None, d: np.ndarray, best_ratio: float
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The pending fit's error on the last hop, which it was made before."""
         taps, spectra = self._pending  # type: ignore[misc]
         self._pending = None
         hop = HOP_FRAMES * self.n
-        spec = np.fft.rfft(np.stack([x, cube]))
-        echo = np.fft.irfft(spectra[0] * spec[0] + spectra[1] * spec[1], WINDOW)[-hop:]
+        if cube is None:
+            echo = np.fft.irfft(spectra[0] * np.fft.rfft(x), WINDOW)[-hop:]
+        else:
+            spec = np.fft.rfft(np.stack([x, cube]))
+            echo = np.fft.irfft(spectra[0] * spec[0] + spectra[1] * spec[1], WINDOW)[-hop:]
         heard = d[-hop:]
         ratio = float(np.sum((heard - echo) ** 2)) / (float(heard @ heard) + 1e-12)
         if ratio < OFFER_RATIO * best_ratio:
-            return taps[0, : self.linear_taps], taps[1, : self.cubic_taps]
+            return taps[0, : self.linear_taps], taps[1, : self.cubic_taps] if cube is not None else None
         return None
 
-    def _learn(self, x: np.ndarray, cube: np.ndarray, d: np.ndarray) -> None:
+    def _learn(self, x: np.ndarray, cube: np.ndarray | None, d: np.ndarray) -> None:
         w = self._window
-        spec = np.fft.rfft(np.stack([w * x, w * cube, w * d]))
-        X, X3, D = spec
         auto, cross = self._auto, self._cross
         auto *= self._fade
         cross *= self._fade
-        auto[0] += X.real**2 + X.imag**2
-        auto[1] += X.conj() * X3
-        auto[2] += X3.real**2 + X3.imag**2
-        cross[0] += X.conj() * D
-        cross[1] += X3.conj() * D
+        if cube is None:
+            X, D = np.fft.rfft(np.stack([w * x, w * d]))
+            auto[0] += X.real**2 + X.imag**2
+            cross[0] += X.conj() * D
+        else:
+            X, X3, D = np.fft.rfft(np.stack([w * x, w * cube, w * d]))
+            auto[0] += X.real**2 + X.imag**2
+            auto[1] += X.conj() * X3
+            auto[2] += X3.real**2 + X3.imag**2
+            cross[0] += X.conj() * D
+            cross[1] += X3.conj() * D
         self._windows += 1
         if self._windows < MIN_WINDOWS:
             return
         s11 = auto[0].real + REGULARISATION * auto[0].real.mean()
-        s22 = auto[2].real + CUBIC_REGULARISATION * auto[2].real.mean()
-        s12 = auto[1]
-        det = s11 * s22 - (s12.real**2 + s12.imag**2)
-        h1 = (s22 * cross[0] - s12 * cross[1]) / det
-        h3 = (s11 * cross[1] - s12.conj() * cross[0]) / det
-        taps = np.fft.irfft(np.stack([h1, h3]), WINDOW)
-        inside = float(taps[0, : self.linear_taps] @ taps[0, : self.linear_taps])
-        beyond = taps[0, self.linear_taps : WINDOW // 2]  # the later half holds negative lags
-        self.tail_share = float(beyond @ beyond) / (inside + 1e-20)
+        if cube is None:
+            h = np.stack([cross[0] / s11, np.zeros_like(s11)])
+        else:
+            s22 = auto[2].real + CUBIC_REGULARISATION * auto[2].real.mean()
+            s12 = auto[1]
+            det = s11 * s22 - (s12.real**2 + s12.imag**2)
+            h = np.stack(
+                [(s22 * cross[0] - s12 * cross[1]) / det, (s11 * cross[1] - s12.conj() * cross[0]) / det]
+            )
+        taps = np.fft.irfft(h, WINDOW)
+        taps[:, : WINDOW // 2] *= self._unshrink
+        self._measure_tail(taps[0])
         taps[0, self.linear_taps :] = 0
         taps[1, self.cubic_taps :] = 0
-        self._pending = (taps.astype(np.float32), np.fft.rfft(taps))
+        self._pending = (taps.astype(np.float32), np.fft.rfft(taps if self.cubic else taps[:1]))
+
+    def _measure_tail(self, taps: np.ndarray) -> None:
+        """The room beyond the filter's span, from the fit's taps within it: their energy decays
+        over the span's last half as the room's reverberation does, and the tail beyond is that
+        decay carried on. (The taps beyond the span are not summed: the window's overlap shrinks
+        them, and undoing that there lifts the fit's noise above the tail.) Taps at negative
+        lags hold only the fit's estimation noise, which is taken off, or a young fit would
+        read its noise as a slowly decaying room."""
+        span, n = self.linear_taps, self.n
+        energy = taps**2
+        noise = float(energy[WINDOW // 2 + WINDOW // 8 : WINDOW - WINDOW // 8].mean())
+        gain = self._unshrink**2  # the noise on each tap was scaled with it
+        quarter = span // 4
+        early, late = (
+            float(energy[a : a + quarter].sum()) - noise * float(gain[a : a + quarter].sum())
+            for a in (2 * quarter, 3 * quarter)
+        )
+        if late <= 0 or early <= 0:  # nothing but noise that late: a dry room
+            self.tail_share = 0.0
+            return
+        frames = quarter / n  # the quarter's decay, within the bounds set per frame
+        ratio = float(np.clip(late / early, TAIL_DECAY_MIN**frames, TAIL_DECAY_MAX**frames))
+        self.tail_share = late * ratio / (1 - ratio) / (float(energy[:span].sum()) + 1e-20)

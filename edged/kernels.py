@@ -50,8 +50,14 @@ def _np_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):
 
 
 def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
-    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail = constants
-    s_ee_yy, echo_psd, gain, gate_psd = estimates[0:2], estimates[2], estimates[3], estimates[4]
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a = constants
+    s_ee_yy, echo_psd, gain, gate_psd, held = (
+        estimates[0:2],
+        estimates[2],
+        estimates[3],
+        estimates[4],
+        estimates[5],
+    )
     power[:] = np.multiply(spec, spec.conj()).real
     s_ee_yy += a * (power[:2] - s_ee_yy)
     see, syy = s_ee_yy
@@ -62,7 +68,8 @@ def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
     g = np.maximum(1.0 - oversubtraction * echo_psd / (power[0] + 1e-10), gmin)
     np.minimum(g, gain + 0.5 * (g - gain), out=gain)
     np.multiply(spec[0], gain, out=out)
-    np.maximum(np.maximum(coherent, tail * syy), gate_psd * gate_decay, out=gate_psd)
+    held += tail_a * (syy - held)
+    np.maximum(np.maximum(coherent, tail * held), gate_psd * gate_decay, out=gate_psd)
     return float(power[0] @ band), float(gate_psd @ band)
 
 
@@ -75,13 +82,15 @@ def _np_band_bits(power, edges, med, step):
     return above @ _BITS[: len(edges)]
 
 
-def _np_lag_costs(hist, mic_bits, cost, rate, bands):
+def _np_lag_costs(hist, mic_bits, cost, rate, bands, near):
     cost += rate * (np.bitwise_count(hist ^ mic_bits) / bands - cost)
+    return int(np.argmax(cost <= cost.min() + near))
 
 
 def _np_errors(d, ys, e):
     np.subtract(d, ys, out=e)
-    return float(e[0] @ e[0]), float(e[1] @ e[1]), float(d @ d)
+    diff = ys[0] - ys[1]
+    return float(e[0] @ e[0]), float(e[1] @ e[1]), float(d @ d), float(diff @ diff)
 
 
 # -- the loops numba compiles ---------------------------------------------------------------
@@ -132,12 +141,13 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
     """The suppressor's and the gate's per-bin estimates for one frame (see
     `EchoCanceller._suppress`); writes the gained error spectrum to `out` and returns the
     speech band's output power and the echo the gate expects there (at least `tail` of the
-    echo estimate: the room's reverberation beyond the filter's span). `estimates` rows:
-    smoothed output power, smoothed echo-estimate power, expected residual echo, gains, the
-    gate's expected echo; `sey`: their smoothed cross-spectrum."""
-    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail = constants
+    echo estimate averaged over the filter's span, `tail_a` its smoothing: the reverberation
+    beyond the span, the echo of what played that long ago). `estimates` rows: smoothed
+    output power, smoothed echo-estimate power, expected residual echo, gains, the gate's
+    expected echo, the long-smoothed echo estimate; `sey`: their smoothed cross-spectrum."""
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a = constants
     s_ee_yy = estimates[0:2]
-    echo_psd, gain, gate_psd = estimates[2], estimates[3], estimates[4]
+    echo_psd, gain, gate_psd, held = estimates[2], estimates[3], estimates[4], estimates[5]
     k = spec.shape[1]
     rows = spec.shape[0]
     near = 0.0
@@ -164,7 +174,9 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
         g = min(g, g0 + 0.5 * (g - g0))
         gain[b] = g
         out[b] = err * g
-        gp = max(max(coherent, tail * syy), gate_psd[b] * gate_decay)
+        h = held[b] + tail_a * (syy - held[b])
+        held[b] = h
+        gp = max(max(coherent, tail * h), gate_psd[b] * gate_decay)
         gate_psd[b] = gp
         near += pe * band[b]
         expected += gp * band[b]
@@ -193,9 +205,11 @@ def _loop_band_bits(power, edges, med, step):  # pragma: no cover - compiled
     return out
 
 
-def _loop_lag_costs(hist, mic_bits, cost, rate, bands):  # pragma: no cover - compiled
+def _loop_lag_costs(hist, mic_bits, cost, rate, bands, near):  # pragma: no cover - compiled
     """Each lag's share of bands that differ between the microphone and the reference that
-    many frames back, smoothed into `cost`."""
+    many frames back, smoothed into `cost`; returns the earliest lag within `near` of the
+    lowest cost."""
+    low = np.inf
     for lag in range(cost.shape[0]):
         diff = np.int64(hist[lag]) ^ np.int64(mic_bits)
         count = 0
@@ -203,12 +217,17 @@ def _loop_lag_costs(hist, mic_bits, cost, rate, bands):  # pragma: no cover - co
             diff &= diff - 1
             count += 1
         cost[lag] += rate * (count / bands - cost[lag])
+        low = min(low, cost[lag])
+    for lag in range(cost.shape[0]):
+        if cost[lag] <= low + near:
+            return lag
+    return 0
 
 
 def _loop_errors(d, ys, e):  # pragma: no cover - compiled
-    """e = d - ys for both filters' echo estimates; returns the energies of both errors and
-    of the microphone frame."""
-    eb = ef = dd = 0.0
+    """e = d - ys for both filters' echo estimates; returns the energies of both errors, of
+    the microphone frame and of the difference between the two estimates."""
+    eb = ef = dd = yy = 0.0
     for t in range(d.shape[0]):
         v = d[t]
         b = v - ys[0, t]
@@ -218,7 +237,9 @@ def _loop_errors(d, ys, e):  # pragma: no cover - compiled
         eb += b * b
         ef += f * f
         dd += v * v
-    return eb, ef, dd
+        y = ys[0, t] - ys[1, t]
+        yy += y * y
+    return eb, ef, dd, yy
 
 
 def _compiled(fn: Callable[..., Any]) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edged.block_estimate import HOP_FRAMES, MIN_WINDOWS, WINDOW, BlockEstimate
+from edged.frame_history import FrameHistory
 
 N = 160
 TAPS = 2560
@@ -22,14 +23,24 @@ def played(demo_audio, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     return ref, mic
 
 
-def feed(est: BlockEstimate, ref: np.ndarray, mic: np.ndarray, playing: bool = True) -> list:
+class Fit:
+    """An estimate with the frame history a canceller would keep for it."""
+
+    def __init__(self, cubic: bool = False) -> None:
+        self.history = FrameHistory(-(-WINDOW // N), N)
+        self.estimate = BlockEstimate(N, TAPS, self.history, cubic=cubic)
+
+
+def feed(fit: Fit, ref: np.ndarray, mic: np.ndarray, playing: bool = True) -> list:
     """Frames in, as if the filters had cancelled nothing (their errors are the microphone)."""
     fits = []
     for i in range(0, len(ref) - N + 1, N):
         d = mic[i : i + N]
-        fit = est.push(ref[i : i + N], d, np.stack([d, d]), playing, learn=True)
-        if fit is not None:
-            fits.append(fit)
+        fit.history.push(ref[i : i + N], d)
+        energy = float(d @ d)
+        taps = fit.estimate.push(energy, energy, energy, learn=playing)
+        if taps is not None:
+            fits.append(taps)
     return fits
 
 
@@ -40,7 +51,7 @@ def residual_db(ref: np.ndarray, mic: np.ndarray, linear: np.ndarray, cubic: np.
 
 def test_the_fit_finds_the_room_and_the_speaker_s_distortion(demo_audio) -> None:
     ref, mic = played(demo_audio, 12.0)
-    fits = feed(BlockEstimate(N, TAPS), ref[: 8 * 16000], mic[: 8 * 16000])
+    fits = feed(Fit(cubic=True), ref[: 8 * 16000], mic[: 8 * 16000])
     assert fits, "a fit that predicts the echo is offered"
     linear, cubic = fits[-1]
     assert len(linear) == TAPS and len(cubic) < TAPS  # the distortion's filter is short
@@ -56,14 +67,14 @@ def test_nothing_is_offered_before_enough_audio_or_from_silence(demo_audio) -> N
     ref, mic = played(demo_audio, 6.0)
     first = -(-WINDOW // (N * HOP_FRAMES)) * HOP_FRAMES  # the first hop with a whole window
     enough = (first + MIN_WINDOWS * HOP_FRAMES) * N  # the first fit, then the hop it is judged on
-    assert feed(BlockEstimate(N, TAPS), ref[: enough - N], mic[: enough - N]) == []
-    assert feed(BlockEstimate(N, TAPS), ref, mic, playing=False) == []
+    assert feed(Fit(), ref[: enough - N], mic[: enough - N]) == []
+    assert feed(Fit(), ref, mic, playing=False) == []
 
 
 def test_a_reset_forgets_the_room(demo_audio) -> None:
     ref, mic = played(demo_audio, 6.0)
-    est = BlockEstimate(N, TAPS)
-    assert feed(est, ref, mic)
-    est.reset()
+    fit = Fit()
+    assert feed(fit, ref, mic)
+    fit.estimate.reset()
     span = MIN_WINDOWS * HOP_FRAMES * N  # windows to gather again before a fit, none judged yet
-    assert feed(est, ref[:span], mic[:span]) == []
+    assert feed(fit, ref[:span], mic[:span]) == []

@@ -35,9 +35,9 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
         pw[:3] = -1e-3  # rounding can leave a running sum just under zero
         return spectra(rng, PARTS, K), x, spectra(rng, K), pw, 0.5, 0.1, np.zeros(K, np.complex64)
     if name == "suppress_bins":
-        estimates = rng.uniform(0.5, 2, (5, K)).astype(f32)
+        estimates = rng.uniform(0.5, 2, (6, K)).astype(f32)
         estimates[3] /= 2  # gains are at most 1
-        constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88, 2e-3], f32)
+        constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88, 2e-3, 0.05], f32)
         band = (rng.uniform(size=K) > 0.3).astype(f32)
         power, out = np.zeros((4, K), f32), np.zeros(K, np.complex64)
         return spectra(rng, 4, K), power, estimates, spectra(rng, K) * 0.3, band, out, constants
@@ -47,7 +47,7 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
         return power, edges, rng.uniform(2, 6, (2, 24)), 10**0.02
     if name == "lag_costs":
         hist = rng.integers(0, 1 << 24, 31).astype(np.uint32)
-        return hist, np.uint32(rng.integers(0, 1 << 24)), rng.uniform(0, 1, 31), 0.06, 24
+        return hist, np.uint32(rng.integers(0, 1 << 24)), rng.uniform(0, 1, 31), 0.06, 24, 0.01
     if name == "errors":
         ys = rng.standard_normal((2, N)).astype(f32)
         return rng.standard_normal(N).astype(f32), ys, np.zeros((2, N), f32)
