@@ -284,7 +284,8 @@ class EchoCanceller:
         self._suppressed = False  # the last frame went through the suppressor: _power holds it
         # the suppressor's and the gate's running estimates per bin, one array for its kernel:
         # smoothed power of output and echo estimate, the expected residual echo, the gains,
-        # and the echo the speech gate expects
+        # the echo the speech gate expects, and the echo estimate averaged over the filter's
+        # span (what the room's tail beyond the span is the echo of)
         self._estimates = np.zeros((6, k), dtype=f32)
         self._s_ee_yy = self._estimates[0:2]
         self._echo_psd, self._gain, self._gate_psd, self._held_psd = self._estimates[2:]
