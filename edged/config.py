@@ -266,6 +266,14 @@ class AecConfig:
     oversubtraction: float = _num(
         4.0, 0.5, 10.0, "how much margin the suppressor keeps over the residual echo it expects"
     )
+    talk_over_oversubtraction: float = _num(
+        1.0,
+        0.5,
+        10.0,
+        "the same margin while the user talks over the reply (the barge-in gate hears them and the "
+        "output is not the echo): gentler, so that what is uploaded keeps their voice whole; the "
+        "speech detector still hears the output suppressed by oversubtraction",
+    )
     distortion_db: float = _num(
         33.0,
         10.0,

@@ -70,7 +70,8 @@ def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
     np.multiply(spec[0], gain, out=out)
     held += tail_a * (syy - held)
     np.maximum(np.maximum(coherent, tail * held), gate_psd * gate_decay, out=gate_psd)
-    return float(power[0] @ band), float(gate_psd @ band)
+    excess = np.maximum(coh - coh_bias, 0.0)
+    return float(power[0] @ band), float(gate_psd @ band), float(excess @ band)
 
 
 _BITS = (1 << np.arange(32)).astype(np.uint32)
@@ -140,11 +141,12 @@ def _loop_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):  # pragma: no cover
 def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # pragma: no cover - compiled
     """The suppressor's and the gate's per-bin estimates for one frame (see
     `EchoCanceller._suppress`); writes the gained error spectrum to `out` and returns the
-    speech band's output power and the echo the gate expects there (at least `tail` of the
+    speech band's output power, the echo the gate expects there (at least `tail` of the
     echo estimate averaged over the filter's span, `tail_a` its smoothing: the reverberation
-    beyond the span, the echo of what played that long ago). `estimates` rows: smoothed
-    output power, smoothed echo-estimate power, expected residual echo, gains, the gate's
-    expected echo, the long-smoothed echo estimate; `sey`: their smoothed cross-spectrum."""
+    beyond the span, the echo of what played that long ago), and the band's summed coherence
+    of output and echo estimate above chance. `estimates` rows: smoothed output power,
+    smoothed echo-estimate power, expected residual echo, gains, the gate's expected echo, the
+    long-smoothed echo estimate; `sey`: their smoothed cross-spectrum."""
     a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a = constants
     s_ee_yy = estimates[0:2]
     echo_psd, gain, gate_psd, held = estimates[2], estimates[3], estimates[4], estimates[5]
@@ -152,6 +154,7 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
     rows = spec.shape[0]
     near = 0.0
     expected = 0.0
+    excess = 0.0
     for b in range(k):
         for r in range(rows):
             z = spec[r, b]
@@ -180,7 +183,8 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
         gate_psd[b] = gp
         near += pe * band[b]
         expected += gp * band[b]
-    return near, expected
+        excess += max(coh - coh_bias, 0.0) * band[b]
+    return near, expected, excess
 
 
 def _loop_band_bits(power, edges, med, step):  # pragma: no cover - compiled

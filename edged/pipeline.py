@@ -151,7 +151,7 @@ class Pipeline:
         clean = self.aec.process(mic, ref)
         if tm:
             tm.mark("echo")
-        d = self.detector.process(clean)
+        d = self.detector.process(self.aec.heard)
         if playing and not self._near_end(d):
             # while the speaker plays, only what stands above the expected echo, or repeats at a
             # period the device's voice has not had, can be the user

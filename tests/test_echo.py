@@ -445,3 +445,33 @@ def test_the_distortion_fit_cancels_a_clipping_speaker_deeper(demo_audio) -> Non
     erle = erle_by_second(demo_audio, lambda f: np.tanh(3 * f) / 3, "aec.distortion_fit")
     assert all(on >= off for on, off in zip(erle[True][1:], erle[False][1:], strict=True)), erle  # 2 s on
     assert np.mean(erle[True][3:]) > np.mean(erle[False][3:]) + 2, erle  # from 4 s on
+
+
+def test_a_user_talking_over_the_reply_keeps_their_voice_in_the_output(demo_audio, demo_labels) -> None:
+    """While the user talks over the reply, the suppressor's usual margin over the residual
+    echo it expects (`oversubtraction`) would take much of their voice with it. Where the gate
+    hears the user, the output is suppressed with `talk_over_oversubtraction` instead, so what
+    is uploaded keeps their voice; the speech detector still hears the usual suppression, and
+    with the device's voice alone the output is that too."""
+    x, _ = demo_audio
+    u = demo_labels["utterances"][0]
+    mic, far, _, _ = build_scene(x, [(u, 8.0)], 14, over_db=20)
+    voice = segment(x, u["start_s"] - 0.1, u["end_s"] + 0.1)  # as build_scene places it
+    ec = EchoCanceller()
+    out, heard = [], []
+    for i in range(0, len(mic) - ec.n + 1, ec.n):
+        out.append(ec.process(mic[i : i + ec.n], far[i : i + ec.n]).copy())
+        heard.append(ec.heard.copy())
+    out_s, heard_s = np.concatenate(out), np.concatenate(heard)
+    lag = ec.latency_samples
+    at = 8 * RATE + lag
+    user = slice(at, at + len(voice))
+
+    def kept_db(y: np.ndarray) -> float:
+        """The level of the user's voice in `y`: its least-squares gain there (dB)."""
+        return float(10 * np.log10(np.dot(y[user], voice) / np.dot(voice, voice)))
+
+    assert kept_db(out_s) > -2, kept_db(out_s)  # about -1.3 dB
+    assert kept_db(out_s) > kept_db(heard_s) + 1, (kept_db(out_s), kept_db(heard_s))  # against -3.2
+    alone = slice(4 * RATE + lag, 8 * RATE + lag)  # the device's voice alone, the filter converged
+    assert np.array_equal(out_s[alone], heard_s[alone])
