@@ -79,7 +79,8 @@ class BlockEstimate:
         self._windows = 0
         self._heard = [0.0, 0.0, 0.0]  # this hop's energies: microphone, output error, background error
         self._playing = 0
-        self._pending: tuple[np.ndarray, np.ndarray] | None = None  # taps, and their spectra
+        self._pending: np.ndarray | None = None  # the last fit's taps, to be judged
+        self._deferred: tuple[np.ndarray, np.ndarray | None, np.ndarray] | None = None  # a window to fit
         # the echo the fit finds beyond the filter's span (the room's tail), as a share of
         # what lies within: the filter cannot cancel it, so the speech gate must expect it
         self.tail_share = 0.0
@@ -90,6 +91,7 @@ class BlockEstimate:
         self._cross[:] = 0
         self._windows = 0
         self._pending = None
+        self._deferred = None
 
     def push(
         self, mic: float, out_err: float, bg_err: float, learn: bool
@@ -103,6 +105,10 @@ class BlockEstimate:
         heard[1] += out_err
         heard[2] += bg_err
         self._playing += learn
+        if self._deferred is not None:  # the last hop's window: fitted a frame later, so that
+            self._learn(*self._deferred)  # no frame carries both halves of a hop's long FFTs
+            self._deferred = None
+            return None
         if self._frames % HOP_FRAMES or self._frames < self._window_frames:
             return None
         mic, out_err, bg_err = heard
@@ -114,15 +120,16 @@ class BlockEstimate:
         if self._pending is not None:
             offer = self._judge(x_win, cube, d_win, min(out_err, bg_err) / (mic + 1e-12))
         if playing_frames >= HOP_FRAMES // 2:
-            self._learn(x_win, cube, d_win)
+            self._deferred = (x_win, cube, d_win)
         return offer
 
     def _judge(
         self, x: np.ndarray, cube: np.ndarray | None, d: np.ndarray, best_ratio: float
     ) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The pending fit's error on the last hop, which it was made before."""
-        taps, spectra = self._pending  # type: ignore[misc]
-        self._pending = None
+        taps, self._pending = self._pending, None
+        spectra = np.fft.rfft(taps if cube is not None else taps[:1])  # type: ignore[index]
+        taps = taps.astype(np.float32)  # type: ignore[union-attr]
         hop = HOP_FRAMES * self.n
         if cube is None:
             echo = np.fft.irfft(spectra[0] * np.fft.rfft(x), WINDOW)[-hop:]
@@ -156,7 +163,8 @@ class BlockEstimate:
             return
         s11 = auto[0].real + REGULARISATION * auto[0].real.mean()
         if cube is None:
-            h = np.stack([cross[0] / s11, np.zeros_like(s11)])
+            taps = np.zeros((2, WINDOW))
+            taps[0] = np.fft.irfft(cross[0] / s11, WINDOW)
         else:
             s22 = auto[2].real + CUBIC_REGULARISATION * auto[2].real.mean()
             s12 = auto[1]
@@ -164,12 +172,12 @@ class BlockEstimate:
             h = np.stack(
                 [(s22 * cross[0] - s12 * cross[1]) / det, (s11 * cross[1] - s12.conj() * cross[0]) / det]
             )
-        taps = np.fft.irfft(h, WINDOW)
+            taps = np.fft.irfft(h, WINDOW)
         taps[:, : WINDOW // 2] *= self._unshrink
         self._measure_tail(taps[0])
         taps[0, self.linear_taps :] = 0
         taps[1, self.cubic_taps :] = 0
-        self._pending = (taps.astype(np.float32), np.fft.rfft(taps if self.cubic else taps[:1]))
+        self._pending = taps
 
     def _measure_tail(self, taps: np.ndarray) -> None:
         """The room beyond the filter's span, from the fit's taps within it: their energy decays
