@@ -42,8 +42,9 @@ CUBIC_REGULARISATION = 1.0
 CUBIC_PARTITIONS = 4  # frames of the distortion's response that are modelled (40 ms)
 OFFER_RATIO = 0.7  # offered only below this share of the better filter's error on fresh audio
 MIN_WINDOWS = 2  # windows in the cross-spectra before a fit is made
-# per frame, the bounds on how fast the room's reverberation is taken to decay (3 and 0.2 dB)
-TAIL_DECAY_MIN, TAIL_DECAY_MAX = 0.5, 0.95
+# per frame, how fast a room's reverberation decays: at most 3 dB (RT60 0.2 s, faster is read
+# as that) and at least 0.46 dB (RT60 1.3 s; slower, or no decay at all, is the fit's noise)
+TAIL_DECAY_MIN, TAIL_DECAY_MAX = 0.5, 0.9
 
 
 class BlockEstimate:
@@ -185,7 +186,8 @@ class BlockEstimate:
         decay carried on. (The taps beyond the span are not summed: the window's overlap shrinks
         them, and undoing that there lifts the fit's noise above the tail.) Taps at negative
         lags hold only the fit's estimation noise, which is taken off, or a young fit would
-        read its noise as a slowly decaying room."""
+        read its noise as a slowly decaying room; what is left and does not decay like a room
+        is noise too (a fit made while the room was loud with other sounds)."""
         span, n = self.linear_taps, self.n
         energy = taps**2
         noise = float(energy[WINDOW // 2 + WINDOW // 8 : WINDOW - WINDOW // 8].mean())
@@ -195,9 +197,9 @@ class BlockEstimate:
             float(energy[a : a + quarter].sum()) - noise * float(gain[a : a + quarter].sum())
             for a in (2 * quarter, 3 * quarter)
         )
-        if late <= 0 or early <= 0:  # nothing but noise that late: a dry room
-            self.tail_share = 0.0
+        frames = quarter / n  # the quarter's decay, bounded per frame
+        if late <= 0 or early <= 0 or late >= early * TAIL_DECAY_MAX**frames:
+            self.tail_share = 0.0  # nothing but noise that late (a dry room), or noise that does not decay
             return
-        frames = quarter / n  # the quarter's decay, within the bounds set per frame
-        ratio = float(np.clip(late / early, TAIL_DECAY_MIN**frames, TAIL_DECAY_MAX**frames))
+        ratio = max(late / early, TAIL_DECAY_MIN**frames)
         self.tail_share = late * ratio / (1 - ratio) / (float(energy[:span].sum()) + 1e-20)

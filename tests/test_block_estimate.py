@@ -78,3 +78,30 @@ def test_a_reset_forgets_the_room(demo_audio) -> None:
     fit.estimate.reset()
     span = MIN_WINDOWS * HOP_FRAMES * N  # windows to gather again before a fit, none judged yet
     assert feed(fit, ref[:span], mic[:span]) == []
+
+
+def test_the_fit_measures_the_room_s_tail_beyond_the_filter(demo_audio) -> None:
+    """A room that rings past the filter's span leaves a residual the speech gate must
+    expect: the fit reads its share from the decay within the span (within 4 dB), and next
+    to none where the room is shorter than the span."""
+    x, _ = demo_audio
+    ref = x[: 10 * 16000].astype(np.float64)
+    ref *= 0.05 / np.sqrt(np.mean(ref**2))
+    rng = np.random.default_rng(5)
+    t = np.arange(int(0.6 * 16000)) / 16000
+    for rt60_s, length_s in ((0.6, 0.6), (0.3, 0.12)):
+        h = rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60_s)  # energy falls 60 dB per rt60_s
+        h[int(length_s * 16000) :] = 0
+        h[0] = 4.0  # the direct path
+        mic = np.convolve(ref, h)[: len(ref)] * 0.05 + rng.standard_normal(len(ref)) * 1e-5
+        fit = Fit()
+        feed(fit, ref, mic)
+        energy = h**2
+        true_share = energy[TAPS:].sum() / energy[:TAPS].sum()
+        if true_share > 0:
+            assert abs(10 * np.log10(fit.estimate.tail_share / true_share)) < 4, (
+                fit.estimate.tail_share,
+                true_share,
+            )
+        else:  # nothing worth expecting: under -40 dB of the echo
+            assert fit.estimate.tail_share < 1e-4, fit.estimate.tail_share
