@@ -130,7 +130,6 @@ class BlockEstimate:
         """The pending fit's error on the last hop, which it was made before."""
         taps, self._pending = self._pending, None
         spectra = np.fft.rfft(taps if cube is not None else taps[:1])  # type: ignore[index]
-        taps = taps.astype(np.float32)  # type: ignore[union-attr]
         hop = HOP_FRAMES * self.n
         if cube is None:
             echo = np.fft.irfft(spectra[0] * np.fft.rfft(x), WINDOW)[-hop:]
@@ -140,7 +139,9 @@ class BlockEstimate:
         heard = d[-hop:]
         ratio = float(np.sum((heard - echo) ** 2)) / (float(heard @ heard) + 1e-12)
         if ratio < OFFER_RATIO * best_ratio:
-            return taps[0, : self.linear_taps], taps[1, : self.cubic_taps] if cube is not None else None
+            linear = taps[0, : self.linear_taps].astype(np.float32)  # type: ignore[index]
+            cubic = taps[1, : self.cubic_taps].astype(np.float32) if cube is not None else None  # type: ignore[index]
+            return linear, cubic
         return None
 
     def _learn(self, x: np.ndarray, cube: np.ndarray | None, d: np.ndarray) -> None:

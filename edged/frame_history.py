@@ -22,5 +22,5 @@ class FrameHistory:
     def last(self, frames: int) -> np.ndarray:
         """The last `frames` frames, oldest first, as two rows: reference, microphone."""
         size = len(self._ring)
-        rows = self._ring[(np.arange(self._at - frames, self._at)) % size]
+        rows = self._ring[np.arange(self._at - frames, self._at) % size]
         return rows.transpose(1, 0, 2).reshape(2, -1)
