@@ -80,6 +80,13 @@ COPY_RATIO = 0.7  # background error below this share of the foreground's: copy 
 # steps are all it has to converge, and a strict rule slowed them (a false barge-in more on
 # benchmarks/echo.py's rooms)
 COPY_SIGNIFICANCE = 1.0
+# ... but that test takes the output filter's whole error for the voice. Once the block fit has
+# handed the background the room, the output filter's error is all its own misadjustment, the
+# estimates' difference is that same error, and the test weighs the gain against itself: a
+# coin toss, lost for seconds on end (an output filter held at 16 dB while the background
+# cancelled 60). A voice cannot be cancelled 10 dB by a filter from the reference: a background
+# that much better is taken whatever the test says
+COPY_CLEAR = 0.1
 RESET_RATIO = 4.0  # background error above this multiple (and above the mic's): reset it
 ERR_SMOOTHING = 0.15
 # while the gate's ratio says the user talks over the reply, and the output is no more
@@ -280,6 +287,7 @@ class EchoCanceller:
         self._err_f = 0.0  # ... and of the foreground
         self._err_diff = 0.0  # ... and of the difference of their echo estimates
         self._copy_significance = COPY_SIGNIFICANCE if cfg.block_fit else 0.0
+        self._copy_clear = 0.0 if self._distortion else COPY_CLEAR
         self._paths = np.zeros((2, k), dtype=c64)  # both filters' echo spectra
         self._mu_e = np.zeros(k, dtype=c64)  # the adaptation's step times error, per bin
         self._e = np.zeros((2, n), dtype=f32)  # both filters' error frames
@@ -399,6 +407,15 @@ class EchoCanceller:
             self.heard = scaled if self.heard is out else self.heard * np.float32(32768.0)
             return scaled
         return out
+
+    @property
+    def echo_estimate(self) -> np.ndarray:
+        """The output filter's estimate of the echo in the microphone frame just processed,
+        in [-1, 1] and on the microphone's clock (before the suppressor and its latency);
+        zeros while the filter does not run. benchmarks/echo_bound.py compares it with the
+        true echo: what the linear stage leaves is what the suppressor must remove, and in
+        double talk what masks the user."""
+        return self._buf[1, self.n :]
 
     def _idle(self, d: np.ndarray, r: np.ndarray) -> np.ndarray:
         """No echo for a while: pass the microphone through with the suppressor's one frame of
@@ -527,11 +544,12 @@ class EchoCanceller:
         self._err_diff += a * (energy_diff - self._err_diff)
         # the background must cancel better by more than chance: its gain over the output
         # filter, squared, against the output's error times the two estimates' difference,
-        # which is how much a voice in the error moves that gain by chance (see COPY_SIGNIFICANCE)
+        # which is how much a voice in the error moves that gain by chance (see COPY_SIGNIFICANCE),
+        # unless it is clearly better (COPY_CLEAR)
         gap = self._err_f - self._err_b
-        copy = (
-            self._err_b < COPY_RATIO * self._err_f
-            and gap * gap >= self._copy_significance * self._err_f * self._err_diff
+        copy = self._err_b < COPY_RATIO * self._err_f and (
+            self._err_b < self._copy_clear * self._err_f
+            or gap * gap >= self._copy_significance * self._err_f * self._err_diff
         )
         buf = self._buf
         buf[0, n:] = e[0 if copy else 1]

@@ -239,6 +239,44 @@ def test_canceller_removes_a_linear_echo_path() -> None:
     assert ec.learnt  # by cancelling, not by the learning timeout
 
 
+def test_the_echo_estimate_is_the_echo_and_not_the_user() -> None:
+    """`echo_estimate` (what benchmarks/echo_bound.py scores) on the microphone's clock and
+    scale: int16 frames in, the estimate in [-1, 1]; a user talking over the echo stays out of it."""
+    rng = np.random.default_rng(2)
+    ref = 0.1 * rng.standard_normal(6 * RATE)
+    echo = np.convolve(ref, room_response())[: len(ref)]
+    user = np.zeros(len(ref))
+    user[4 * RATE : 5 * RATE] = 0.05 * rng.standard_normal(RATE)
+    silence = np.zeros(RATE)
+    mic16 = np.round(np.concatenate([echo + user, silence]) * 32768).astype(np.int16)
+    ref16 = np.round(np.concatenate([ref, silence]) * 32768).astype(np.int16)
+    ec = EchoCanceller()
+    estimate = np.zeros(len(mic16))
+    for i in range(0, len(mic16), 160):
+        ec.process(mic16[i : i + 160], ref16[i : i + 160])
+        estimate[i : i + 160] = ec.echo_estimate
+    for span in (slice(3 * RATE, 4 * RATE), slice(4 * RATE, 5 * RATE)):  # alone, then with the user
+        assert erle_db(echo, echo - estimate[: len(echo)], span) > 25
+    assert not estimate[-RATE // 2 :].any()  # the speaker has been silent for longer than the room rings
+
+
+def test_a_background_filter_far_better_than_the_output_filter_is_taken() -> None:
+    """The copy rule's significance test counted the output filter's whole error as chance.
+    Once the block fit had handed the background filter the room, the output filter's error
+    was nothing but its own misadjustment, which the test then weighed against itself: on
+    this room the output filter stayed at 16 dB for six seconds while the background
+    cancelled 60 dB and more."""
+    rng = np.random.default_rng(2)
+    ref = (0.1 * rng.standard_normal(5 * RATE)).astype(np.float32)
+    echo = np.convolve(ref, room_response())[: len(ref)].astype(np.float32)
+    ec = EchoCanceller()
+    estimate = np.zeros(len(ref))
+    for i in range(0, len(ref), 160):
+        ec.process(echo[i : i + 160], ref[i : i + 160])
+        estimate[i : i + 160] = ec.echo_estimate
+    assert erle_db(echo, echo - estimate, slice(3 * RATE, 4 * RATE)) > 40
+
+
 def test_the_distortion_of_a_clipping_loudspeaker_is_suppressed_too(demo_audio) -> None:
     """A loudspeaker that soft-clips adds distortion no linear filter can model, and it is not
     coherent with the filter's estimate. Expecting it a fixed distance below the estimate takes
@@ -443,7 +481,9 @@ def test_the_distortion_fit_cancels_a_clipping_speaker_deeper(demo_audio) -> Non
     `aec.distortion_fit` the block fit also fits a cubic branch beside the linear filter,
     which cancels more once a few seconds of the reply have been heard."""
     erle = erle_by_second(demo_audio, lambda f: np.tanh(3 * f) / 3, "aec.distortion_fit")
-    assert all(on >= off for on, off in zip(erle[True][1:], erle[False][1:], strict=True)), erle  # 2 s on
+    # from 2 s on never more than 1 dB behind (in the first seconds the linear fit alone is
+    # as good: the distortion is only a few dB of what is left)
+    assert all(on >= off - 1 for on, off in zip(erle[True][1:], erle[False][1:], strict=True)), erle
     assert np.mean(erle[True][3:]) > np.mean(erle[False][3:]) + 2, erle  # from 4 s on
 
 
