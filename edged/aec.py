@@ -20,7 +20,9 @@ Three stages, per 10 ms frame on the 16 kHz clock (numpy, and numba for the per-
    seconds (`edged.block_estimate`) is offered to the background filter whenever it
    predicts fresh audio clearly better: the filter has the room after two seconds of a
    reply instead of ten. The fit also measures the room's reverberation beyond the
-   filter's span, which the speech gate then expects. With `aec.distortion_fit`
+   filter's span, which the speech gate then expects, and (`aec.saturation_fit`) how the
+   loudspeaker saturates: the reference is bent the same way (x - a x³) before the filter,
+   which then cancels the distortion with the echo. With `aec.distortion_fit`
    (experimental) it also fits the loudspeaker's distortion: a cubed reference through
    a short filter of its own, kept beside both filters.
 3. Residual echo suppression for what a linear filter cannot remove (the
@@ -356,8 +358,13 @@ class EchoCanceller:
         fit_frames = -(-WINDOW // n) if cfg.block_fit else 0
         self._history = FrameHistory(max(REALIGN_REF_FRAMES, fit_frames), n)
         self._path = PathShift(n, self._history)
+        # the loudspeaker's saturation as fitted (`a` of x - a x³), applied to the reference
+        self._saturation_fit = cfg.block_fit and cfg.saturation_fit and not self._distortion
+        self._saturation = 0.0
         self._estimate = (
-            BlockEstimate(n, p * n, self._history, rate_hz, self._distortion) if cfg.block_fit else None
+            BlockEstimate(n, p * n, self._history, rate_hz, self._distortion, self._saturation_fit)
+            if cfg.block_fit
+            else None
         )
         self._best = 0.0  # the output filter's best mic-to-error ratio of late (see PathShift)
         # the suppressor's analysis/synthesis holds one frame; half duplex only mutes
@@ -407,6 +414,12 @@ class EchoCanceller:
             self.heard = scaled if self.heard is out else self.heard * np.float32(32768.0)
             return scaled
         return out
+
+    @property
+    def saturation(self) -> float:
+        """The loudspeaker's saturation as fitted: the `a` of x - a x³ applied to the reference
+        before the filter (0: none, or `aec.saturation_fit` off)."""
+        return self._saturation
 
     @property
     def echo_estimate(self) -> np.ndarray:
@@ -486,14 +499,15 @@ class EchoCanceller:
         at = self._ref_head + 1 + self.delay_frames + frames
         if fresh:
             raw = np.stack([self._refs[at + i + 1 : at + i - 1 : -1].reshape(-1) for i in range(fresh)])
-            blocks[:fresh] = fastfft.rfft(raw)
+            blocks[:fresh] = fastfft.rfft(raw - self._saturation * raw * raw * raw)
         self._x_head = 0
         self._X[:p] = blocks
         self._X[p:] = blocks
         self._xpow[:] = blocks.real**2 + blocks.imag**2
         self._pow[:] = self._xpow.sum(axis=0)
-        self._xbufs[0, n:] = self._refs[at]  # the last aligned frame, the next block's first half
-        self._xbufs[1, n:] = self._refs[at] ** 3
+        last = self._refs[at]  # the last aligned frame, the next block's first half
+        self._xbufs[0, n:] = last - self._saturation * last * last * last
+        self._xbufs[1, n:] = last * last * last
 
     def _forget_distortion(self) -> None:
         """The reference moved under the filters: the fit's cross-spectra and the distortion
@@ -524,7 +538,11 @@ class EchoCanceller:
         else:
             xb = self._xbuf
             xb[:n] = xb[n:]
-            xb[n:] = x
+            if self._saturation:  # what the loudspeaker plays, as its saturation is fitted
+                kernels.saturate(x, self._saturation, xb[n:])
+                x = xb[n:]  # the history keeps it too
+            else:
+                xb[n:] = x
             block = fastfft.rfft(xb)
         kernels.push_block(block, self._X, self._xpow, self._pow, h, p)
         X = self._X[h : h + p]
@@ -605,6 +623,8 @@ class EchoCanceller:
         fit = None
         if fitting:
             fit = self._estimate.push(energy_d, energy_f, energy_b, ref_active and not suspect)  # type: ignore[union-attr]
+        if self._saturation_fit:
+            self._saturation = self._estimate.saturation  # type: ignore[union-attr]
         if fit is not None:
             wb[:] = self._partitions(fit[0], p)
             if fit[1] is not None:

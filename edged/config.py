@@ -252,10 +252,16 @@ class AecConfig:
         "also fit the echo path by least squares over the last seconds and hand the fit to the "
         "filter, which then cancels deeper sooner (edged/block_estimate.py)",
     )
+    saturation_fit: bool = _flag(
+        True,
+        "with block_fit: fit how the loudspeaker saturates (the reference as x - a x^3 before the "
+        "filter, a from the fit), so that the filter cancels its distortion too; off for a speaker "
+        "known to be clean",
+    )
     distortion_fit: bool = _flag(
         False,
         "experimental, with block_fit: also fit the loudspeaker's distortion (a cubic branch beside "
-        "the linear filter); cancels a few dB more on a saturating speaker, costs CPU every frame",
+        "the linear filter; replaces saturation_fit); costs CPU every frame",
     )
     tail_ms: int = _num(256, 20, 500, "echo path length the linear filter covers, after the delay (ms)")
     max_delay_ms: int = _num(

@@ -69,7 +69,9 @@ def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
     np.minimum(g, gain + 0.5 * (g - gain), out=gain)
     np.multiply(spec[0], gain, out=out)
     held += tail_a * (syy - held)
-    np.maximum(np.maximum(coherent, tail * held), gate_psd * gate_decay, out=gate_psd)
+    np.maximum(
+        np.maximum(np.maximum(coherent, distortion * syy), tail * held), gate_psd * gate_decay, out=gate_psd
+    )
     excess = np.maximum(coh - coh_bias, 0.0)
     return float(power[0] @ band), float(gate_psd @ band), float(excess @ band)
 
@@ -92,6 +94,13 @@ def _np_errors(d, ys, e):
     np.subtract(d, ys, out=e)
     diff = ys[0] - ys[1]
     return float(e[0] @ e[0]), float(e[1] @ e[1]), float(d @ d), float(diff @ diff)
+
+
+def _np_saturate(x, a, out):
+    np.multiply(x, x, out=out)
+    out *= x
+    out *= -a
+    out += x
 
 
 # -- the loops numba compiles ---------------------------------------------------------------
@@ -141,8 +150,10 @@ def _loop_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):  # pragma: no cover
 def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # pragma: no cover - compiled
     """The suppressor's and the gate's per-bin estimates for one frame (see
     `EchoCanceller._suppress`); writes the gained error spectrum to `out` and returns the
-    speech band's output power, the echo the gate expects there (at least `tail` of the
-    echo estimate averaged over the filter's span, `tail_a` its smoothing: the reverberation
+    speech band's output power, the echo the gate expects there (at least `distortion` of
+    the echo estimate, as the suppressor expects: with the loudspeaker's saturation fitted, the
+    residual is often no longer coherent with the estimate; and at least `tail` of the echo
+    estimate averaged over the filter's span, `tail_a` its smoothing: the reverberation
     beyond the span, the echo of what played that long ago), and the band's summed coherence
     of output and echo estimate above chance. `estimates` rows: smoothed output power,
     smoothed echo-estimate power, expected residual echo, gains, the gate's expected echo, the
@@ -179,7 +190,7 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
         out[b] = err * g
         h = held[b] + tail_a * (syy - held[b])
         held[b] = h
-        gp = max(max(coherent, tail * h), gate_psd[b] * gate_decay)
+        gp = max(max(max(coherent, distortion * syy), tail * h), gate_psd[b] * gate_decay)
         gate_psd[b] = gp
         near += pe * band[b]
         expected += gp * band[b]
@@ -246,6 +257,13 @@ def _loop_errors(d, ys, e):  # pragma: no cover - compiled
     return eb, ef, dd, yy
 
 
+def _loop_saturate(x, a, out):  # pragma: no cover - compiled
+    """out = x - a x³: the reference through the loudspeaker's saturation as fitted."""
+    for t in range(x.shape[0]):
+        v = x[t]
+        out[t] = v - a * v * v * v
+
+
 def _compiled(fn: Callable[..., Any]) -> Any:
     """Compiled, with the machine code cached on disk when there is a writable place for it
     (numba refuses `cache=True` outright when there is none: then every start compiles)."""
@@ -257,9 +275,18 @@ def _compiled(fn: Callable[..., Any]) -> Any:
         return njit(fn)
 
 
-NAMES = ("push_block", "filter_paths", "adapt", "suppress_bins", "band_bits", "lag_costs", "errors")
+NAMES = (
+    "push_block",
+    "filter_paths",
+    "adapt",
+    "suppress_bins",
+    "band_bits",
+    "lag_costs",
+    "errors",
+    "saturate",
+)
 NUMPY = {name: globals()[f"_np_{name}"] for name in NAMES}
 COMPILED = {name: _compiled(globals()[f"_loop_{name}"]) for name in NAMES} if JIT else {}
-push_block, filter_paths, adapt, suppress_bins, band_bits, lag_costs, errors = (
+push_block, filter_paths, adapt, suppress_bins, band_bits, lag_costs, errors, saturate = (
     (COMPILED or NUMPY)[name] for name in NAMES
 )

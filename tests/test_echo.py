@@ -449,11 +449,11 @@ def test_pauses_in_the_reply_of_a_reverberant_room_start_nothing(demo_audio, dem
 
 
 def erle_by_second(
-    demo_audio, speaker: Callable[[np.ndarray], np.ndarray], key: str
+    demo_audio, speaker: Callable[[np.ndarray], np.ndarray], key: str, base: tuple[str, ...] = ()
 ) -> dict[bool, list[float]]:
     """10 s of recorded speech, 7 cm from the microphone through `speaker` and a short room,
-    cancelled with the boolean config `key` on and off; the ERLE of each second from 1 s on.
-    The residual suppressor is left out, to compare the filters."""
+    cancelled with the boolean config `key` on and off (and the overrides `base`); the ERLE of
+    each second from 1 s on. The residual suppressor is left out, to compare the filters."""
     x, _ = demo_audio
     far = segment(x, 0.0, 10.0).astype(np.float32)
     far *= 0.1 / np.sqrt(np.mean(far**2))
@@ -461,7 +461,7 @@ def erle_by_second(
     mic = (echo + np.random.default_rng(2).standard_normal(len(far)) * 1e-4).astype(np.float32)
     erle = {}
     for on in (True, False):
-        cfg = load_config(None, [f"{key}={str(on).lower()}", "aec.suppression_db=0"]).aec
+        cfg = load_config(None, [*base, f"{key}={str(on).lower()}", "aec.suppression_db=0"]).aec
         out = cancel(EchoCanceller(cfg=cfg), mic, far)
         erle[on] = [erle_db(mic, out, slice(s * RATE, (s + 1) * RATE)) for s in range(1, 10)]
     return erle
@@ -476,11 +476,38 @@ def test_the_block_fit_cancels_a_reply_sooner(demo_audio) -> None:
     assert np.mean(erle[True][1:5]) > np.mean(erle[False][1:5]) + 8, erle  # 2-6 s
 
 
+def test_the_saturation_fit_cancels_a_saturating_speaker_deeper(demo_audio) -> None:
+    """A speaker that saturates (tanh, its peaks 4 dB into it): no linear filter removes the
+    distortion. With `aec.saturation_fit` (shipped on) the reference is bent as the fit finds
+    the speaker bends it, and the filter cancels the distortion with the echo."""
+    erle = erle_by_second(demo_audio, np.tanh, "aec.saturation_fit")
+    assert all(on >= off - 0.5 for on, off in zip(erle[True], erle[False], strict=True)), erle
+    assert np.mean(erle[True][4:]) > np.mean(erle[False][4:]) + 2.5, erle  # from 5 s on
+
+
+def test_the_saturation_fit_leaves_a_clean_speaker_alone(demo_audio) -> None:
+    """On a speaker that does not distort, the fitted saturation stays at none: bending the
+    reference there would add the distortion the filter is meant to remove."""
+    x, _ = demo_audio
+    far = segment(x, 0.0, 10.0).astype(np.float32)
+    far *= 0.1 / np.sqrt(np.mean(far**2))  # peaks at 1.5: a saturating speaker would show it
+    mic = np.convolve(far, room_response(seed=4, rt60_s=0.3))[: len(far)].astype(np.float32)
+    ec = EchoCanceller()
+    fitted = []
+    for i in range(0, len(far), 160):
+        ec.process(mic[i : i + 160], far[i : i + 160])
+        fitted.append(ec.saturation)
+    assert max(fitted) < 0.02, max(fitted)
+
+
 def test_the_distortion_fit_cancels_a_clipping_speaker_deeper(demo_audio) -> None:
-    """A speaker that soft-clips: no linear filter removes the distortion. With
+    """A speaker that soft-clips hard: no linear filter removes the distortion. With
     `aec.distortion_fit` the block fit also fits a cubic branch beside the linear filter,
-    which cancels more once a few seconds of the reply have been heard."""
-    erle = erle_by_second(demo_audio, lambda f: np.tanh(3 * f) / 3, "aec.distortion_fit")
+    which cancels more once a few seconds of the reply have been heard (measured against
+    the linear filter alone: the branch replaces the saturation fit)."""
+    erle = erle_by_second(
+        demo_audio, lambda f: np.tanh(3 * f) / 3, "aec.distortion_fit", ("aec.saturation_fit=false",)
+    )
     # from 2 s on never more than 1 dB behind (in the first seconds the linear fit alone is
     # as good: the distortion is only a few dB of what is left)
     assert all(on >= off - 1 for on, off in zip(erle[True][1:], erle[False][1:], strict=True)), erle

@@ -51,6 +51,8 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
     if name == "errors":
         ys = rng.standard_normal((2, N)).astype(f32)
         return rng.standard_normal(N).astype(f32), ys, np.zeros((2, N), f32)
+    if name == "saturate":
+        return rng.uniform(-1, 1, N).astype(f32), np.float32(0.3), np.zeros(N, f32)
     raise AssertionError(name)
 
 
