@@ -273,8 +273,8 @@ class AecConfig:
         4.0, 0.5, 10.0, "how much margin the suppressor keeps over the residual echo it expects"
     )
     talk_over_oversubtraction: float = _num(
-        1.0,
-        0.5,
+        0.25,
+        0.0,
         10.0,
         "the same margin while the user talks over the reply (the barge-in gate hears them and the "
         "output is not the echo): gentler, so that what is uploaded keeps their voice whole; the "

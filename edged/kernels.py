@@ -50,7 +50,9 @@ def _np_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):
 
 
 def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
-    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a = constants
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a, gentle = (
+        constants
+    )
     s_ee_yy, echo_psd, gain, gate_psd, held = (
         estimates[0:2],
         estimates[2],
@@ -67,7 +69,9 @@ def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
     np.maximum(np.maximum(coherent, distortion * syy), echo_psd * decay, out=echo_psd)
     g = np.maximum(1.0 - oversubtraction * echo_psd / (power[0] + 1e-10), gmin)
     np.minimum(g, gain + 0.5 * (g - gain), out=gain)
-    np.multiply(spec[0], gain, out=out)
+    np.multiply(spec[0], gain, out=out[0])
+    if gentle >= 0:  # the gentle gains, only while the user talks over the reply
+        np.multiply(spec[0], np.maximum(1.0 - gentle * echo_psd / (power[0] + 1e-10), gmin), out=out[1])
     held += tail_a * (syy - held)
     np.maximum(
         np.maximum(np.maximum(coherent, distortion * syy), tail * held), gate_psd * gate_decay, out=gate_psd
@@ -96,7 +100,10 @@ def _np_errors(d, ys, e):
     return float(e[0] @ e[0]), float(e[1] @ e[1]), float(d @ d), float(diff @ diff)
 
 
-def _np_saturate(x, a, out):
+def _np_shift_in(block, x, a):
+    n = x.shape[0]
+    block[:n] = block[n:]
+    out = block[n:]
     np.multiply(x, x, out=out)
     out *= x
     out *= -a
@@ -149,7 +156,9 @@ def _loop_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):  # pragma: no cover
 
 def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # pragma: no cover - compiled
     """The suppressor's and the gate's per-bin estimates for one frame (see
-    `EchoCanceller._suppress`); writes the gained error spectrum to `out` and returns the
+    `EchoCanceller._suppress`); writes the gained error spectrum to `out[0]` (and to `out[1]`
+    with the gentle gains, margin `gentle` over the expected residual, when `gentle` >= 0: the
+    user talks over the reply) and returns the
     speech band's output power, the echo the gate expects there (at least `distortion` of
     the echo estimate, as the suppressor expects: with the loudspeaker's saturation fitted, the
     residual is often no longer coherent with the estimate; and at least `tail` of the echo
@@ -158,7 +167,9 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
     of output and echo estimate above chance. `estimates` rows: smoothed output power,
     smoothed echo-estimate power, expected residual echo, gains, the gate's expected echo, the
     long-smoothed echo estimate; `sey`: their smoothed cross-spectrum."""
-    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a = constants
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a, gentle = (
+        constants
+    )
     s_ee_yy = estimates[0:2]
     echo_psd, gain, gate_psd, held = estimates[2], estimates[3], estimates[4], estimates[5]
     k = spec.shape[1]
@@ -187,7 +198,9 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
         g0 = gain[b]
         g = min(g, g0 + 0.5 * (g - g0))
         gain[b] = g
-        out[b] = err * g
+        out[0, b] = err * g
+        if gentle >= 0:
+            out[1, b] = err * max(1.0 - gentle * resid / (pe + 1e-10), gmin)
         h = held[b] + tail_a * (syy - held[b])
         held[b] = h
         gp = max(max(max(coherent, distortion * syy), tail * h), gate_psd[b] * gate_decay)
@@ -257,11 +270,14 @@ def _loop_errors(d, ys, e):  # pragma: no cover - compiled
     return eb, ef, dd, yy
 
 
-def _loop_saturate(x, a, out):  # pragma: no cover - compiled
-    """out = x - a x³: the reference through the loudspeaker's saturation as fitted."""
-    for t in range(x.shape[0]):
+def _loop_shift_in(block, x, a):  # pragma: no cover - compiled
+    """The filter's two-frame block moves on by a frame and takes in x - a x³: the reference
+    through the loudspeaker's saturation as fitted (a = 0: the reference as it is)."""
+    n = x.shape[0]
+    for t in range(n):
+        block[t] = block[t + n]
         v = x[t]
-        out[t] = v - a * v * v * v
+        block[t + n] = v - a * v * v * v
 
 
 def _compiled(fn: Callable[..., Any]) -> Any:
@@ -283,10 +299,10 @@ NAMES = (
     "band_bits",
     "lag_costs",
     "errors",
-    "saturate",
+    "shift_in",
 )
 NUMPY = {name: globals()[f"_np_{name}"] for name in NAMES}
 COMPILED = {name: _compiled(globals()[f"_loop_{name}"]) for name in NAMES} if JIT else {}
-push_block, filter_paths, adapt, suppress_bins, band_bits, lag_costs, errors, saturate = (
+push_block, filter_paths, adapt, suppress_bins, band_bits, lag_costs, errors, shift_in = (
     (COMPILED or NUMPY)[name] for name in NAMES
 )

@@ -519,7 +519,8 @@ def test_a_user_talking_over_the_reply_keeps_their_voice_in_the_output(demo_audi
     echo it expects (`oversubtraction`) would take much of their voice with it. Where the gate
     hears the user, the output is suppressed with `talk_over_oversubtraction` instead, so what
     is uploaded keeps their voice; the speech detector still hears the usual suppression, and
-    with the device's voice alone the output is that too."""
+    with the device's voice alone (before the user, and once they have been silent a while)
+    the output is that too."""
     x, _ = demo_audio
     u = demo_labels["utterances"][0]
     mic, far, _, _ = build_scene(x, [(u, 8.0)], 14, over_db=20)
@@ -542,3 +543,7 @@ def test_a_user_talking_over_the_reply_keeps_their_voice_in_the_output(demo_audi
     assert kept_db(out_s) > kept_db(heard_s) + 1, (kept_db(out_s), kept_db(heard_s))  # against -3.2
     alone = slice(4 * RATE + lag, 8 * RATE + lag)  # the device's voice alone, the filter converged
     assert np.array_equal(out_s[alone], heard_s[alone])
+    # the gentle output holds through the pauses between words, for a second after the last
+    after = slice(user.stop + int(1.5 * RATE), len(out_s))
+    assert after.stop - after.start > RATE // 2
+    assert np.array_equal(out_s[after], heard_s[after])

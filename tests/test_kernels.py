@@ -37,9 +37,9 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
     if name == "suppress_bins":
         estimates = rng.uniform(0.5, 2, (6, K)).astype(f32)
         estimates[3] /= 2  # gains are at most 1
-        constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88, 2e-3, 0.05], f32)
+        constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88, 2e-3, 0.05, 0.25], f32)
         band = (rng.uniform(size=K) > 0.3).astype(f32)
-        power, out = np.zeros((4, K), f32), np.zeros(K, np.complex64)
+        power, out = np.zeros((4, K), f32), np.zeros((2, K), np.complex64)
         return spectra(rng, 4, K), power, estimates, spectra(rng, K) * 0.3, band, out, constants
     if name == "band_bits":
         power = rng.uniform(0, 1, (2, K)).astype(f32)
@@ -51,8 +51,8 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
     if name == "errors":
         ys = rng.standard_normal((2, N)).astype(f32)
         return rng.standard_normal(N).astype(f32), ys, np.zeros((2, N), f32)
-    if name == "saturate":
-        return rng.uniform(-1, 1, N).astype(f32), np.float32(0.3), np.zeros(N, f32)
+    if name == "shift_in":
+        return rng.uniform(-1, 1, 2 * N).astype(f32), rng.uniform(-1, 1, N).astype(f32), 0.3
     raise AssertionError(name)
 
 
