@@ -24,8 +24,8 @@ strong regularisation not to blow up on speech louder than it was fitted on that
 a quarter of what it is worth. What ships instead (`saturation`) measures one number: the
 loudspeaker's saturation as x - a x³, which the canceller applies to the reference, so that the
 linear filter cancels the distortion over its whole span, reverberation included. On
-aec_bench's rooms `a` settles at 0.18-0.26 (the speaker there is tanh), and the echo left in
-double talk falls by 4-12 dB in three of the four rooms (benchmarks/echo_bound.py).
+aec_bench's rooms `a` settles at 0.26-0.30 (the speaker there is tanh), and the echo left in
+double talk falls by 10-15 dB in three of the four rooms (benchmarks/echo_bound.py).
 
 A user talking over the reply is not echo: their voice in the cross-spectra averages out only
 slowly, so the canceller stops feeding the fit while its output filter cancels far worse than
@@ -57,7 +57,7 @@ MIN_WINDOWS = 2  # windows in the cross-spectra before a fit is made
 SATURATION_MAX = 1.0 / 3.0
 SATURATION_MIN_WINDOWS = 4
 SATURATION_STEP = 0.02
-SATURATION_SIGNIFICANCE = 3.0  # standard errors
+SATURATION_SIGNIFICANCE = 3.0  # standard errors of the faded estimate
 SATURATION_SAMPLES_PER_DOF = 16  # the residual is coloured: this many samples count as one
 # per frame, how fast a room's reverberation decays: at most 3 dB (RT60 0.2 s, faster is read
 # as that) and at least 0.46 dB (RT60 1.3 s; slower, or no decay at all, is the fit's noise)
@@ -85,8 +85,8 @@ class BlockEstimate:
         self._fit_saturation = saturation and not cubic
         self.saturation = 0.0
         # over the hops measured, faded: a·G - R, G (the cube's echo energy, R its product with
-        # what the fit left), and what the fit left per independent sample
-        self._saturation_sums = [0.0, 0.0, 0.0]
+        # what the fit left), what the fit left per independent sample, and the hops' weight
+        self._saturation_sums = [0.0, 0.0, 0.0, 0.0]
         self.cubic_taps = min(linear_taps, CUBIC_PARTITIONS * n)
         self._history = history  # the canceller's frames, holding at least a window's worth
         self._window_frames = -(-WINDOW // n)
@@ -121,7 +121,7 @@ class BlockEstimate:
         self._pending = None
         self._deferred = None
         self._saturation_due = None
-        self._saturation_sums = [0.0, 0.0, 0.0]  # the loudspeaker's saturation is its own: kept
+        self._saturation_sums = [0.0, 0.0, 0.0, 0.0]  # the loudspeaker's saturation is its own: kept
 
     def push(
         self, mic: float, out_err: float, bg_err: float, learn: bool
@@ -205,13 +205,14 @@ class BlockEstimate:
         sums[0] = self._fade * sums[0] + self.saturation * energy - float(left @ cube)
         sums[1] = self._fade * sums[1] + energy
         sums[2] = self._fade * sums[2] + float(left @ left) / (hop / SATURATION_SAMPLES_PER_DOF)
+        sums[3] = self._fade * sums[3] + 1.0
         if sums[1] <= 0:
             return
         a = self.saturation
         goal = sums[0] / sums[1]
         # move only for a difference the residual could not make by chance: a clean speaker's
         # `a` wandered to 0.025 on its own and cost 5 dB of a 45 dB cancellation
-        if (goal - a) ** 2 * sums[1] < SATURATION_SIGNIFICANCE**2 * sums[2]:
+        if (goal - a) ** 2 * sums[1] < SATURATION_SIGNIFICANCE**2 * sums[2] / sums[3]:
             return
         goal = float(np.clip(goal, a - SATURATION_STEP, a + SATURATION_STEP))
         self.saturation = float(np.clip(goal, 0.0, SATURATION_MAX))
