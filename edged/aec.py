@@ -576,7 +576,6 @@ class EchoCanceller:
         ys = fastfft.irfft(self._paths, 2 * n)[:, n:]  # both paths at once
         e = self._e  # [background, foreground]
         energy_b, energy_f, energy_d, energy_diff = kernels.errors(d, ys, e)
-        eb = e[0]
         a = ERR_SMOOTHING
         self._err_b += a * (energy_b - self._err_b)
         self._err_f += a * (energy_f - self._err_f)
@@ -592,17 +591,13 @@ class EchoCanceller:
             or gap * gap >= self._copy_significance * self._err_f * self._err_diff
         )
         buf = self._buf
-        buf[0, n:] = e[0 if copy else 1]
-        buf[1, n:] = ys[0 if copy else 1]
         h = self._pitch_head
-        self._pitch_ring[:, h * n : (h + 1) * n] = buf[:2, n:]
+        kernels.stage(e, ys, 0 if copy else 1, buf, self._pitch_ring, h * n, self._fwd)
         self._pitch_head = (h + 1) % (self._pitch_ring.shape[1] // n)
         self._pitch_valid = True
         np.multiply(buf, self._win, out=self._analysis)
         if ref_active:
-            fwd = self._fwd
-            fwd[0, n:] = eb
-            spec = fastfft.rfft(fwd)  # the background error's, then the suppressor's
+            spec = fastfft.rfft(self._fwd)  # the background error's, then the suppressor's
             self._adapt(X, spec[0])
             spec = spec[1:]
             if not self.learnt:

@@ -100,6 +100,14 @@ def _np_errors(d, ys, e):
     return float(e[0] @ e[0]), float(e[1] @ e[1]), float(d @ d), float(diff @ diff)
 
 
+def _np_stage(e, ys, path, buf, ring, at, fwd):
+    n = e.shape[1]
+    buf[0, n:] = e[path]
+    buf[1, n:] = ys[path]
+    ring[:, at : at + n] = buf[:2, n:]
+    fwd[0, n:] = e[0]
+
+
 def _np_shift_in(block, x, a):
     n = x.shape[0]
     block[:n] = block[n:]
@@ -270,6 +278,21 @@ def _loop_errors(d, ys, e):  # pragma: no cover - compiled
     return eb, ef, dd, yy
 
 
+def _loop_stage(e, ys, path, buf, ring, at, fwd):  # pragma: no cover - compiled
+    """The output path's error and echo estimate (`path`: 0 background, 1 foreground) into the
+    suppressor's rows and the pitch ring (from `at`), and the background's error into the row
+    whose spectrum adapts the filter: four row copies in one call."""
+    n = e.shape[1]
+    for t in range(n):
+        v = e[path, t]
+        y = ys[path, t]
+        buf[0, n + t] = v
+        buf[1, n + t] = y
+        ring[0, at + t] = v
+        ring[1, at + t] = y
+        fwd[0, n + t] = e[0, t]
+
+
 def _loop_shift_in(block, x, a):  # pragma: no cover - compiled
     """The filter's two-frame block moves on by a frame and takes in x - a x³: the reference
     through the loudspeaker's saturation as fitted (a = 0: the reference as it is)."""
@@ -300,9 +323,10 @@ NAMES = (
     "lag_costs",
     "errors",
     "shift_in",
+    "stage",
 )
 NUMPY = {name: globals()[f"_np_{name}"] for name in NAMES}
 COMPILED = {name: _compiled(globals()[f"_loop_{name}"]) for name in NAMES} if JIT else {}
-push_block, filter_paths, adapt, suppress_bins, band_bits, lag_costs, errors, shift_in = (
+push_block, filter_paths, adapt, suppress_bins, band_bits, lag_costs, errors, shift_in, stage = (
     (COMPILED or NUMPY)[name] for name in NAMES
 )

@@ -51,6 +51,10 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
     if name == "errors":
         ys = rng.standard_normal((2, N)).astype(f32)
         return rng.standard_normal(N).astype(f32), ys, np.zeros((2, N), f32)
+    if name == "stage":
+        e, ys = rng.standard_normal((2, N)).astype(f32), rng.standard_normal((2, N)).astype(f32)
+        buf, fwd = np.zeros((4, 2 * N), f32), np.zeros((5, 2 * N), f32)
+        return e, ys, 1, buf, np.zeros((2, 8 * N), f32), 3 * N, fwd
     if name == "shift_in":
         return rng.uniform(-1, 1, 2 * N).astype(f32), rng.uniform(-1, 1, N).astype(f32), 0.3
     raise AssertionError(name)
