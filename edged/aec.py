@@ -524,15 +524,20 @@ class EchoCanceller:
         at = self._ref_head + 1 + self.delay_frames + frames
         if fresh:
             raw = np.stack([self._refs[at + i + 1 : at + i - 1 : -1].reshape(-1) for i in range(fresh)])
-            blocks[:fresh] = fastfft.rfft(raw - self._saturation * raw * raw * raw)
+            blocks[:fresh] = fastfft.rfft(self._bent(raw))
         self._x_head = 0
         self._X[:p] = blocks
         self._X[p:] = blocks
         self._xpow[:] = blocks.real**2 + blocks.imag**2
         self._pow[:] = self._xpow.sum(axis=0)
         last = self._refs[at]  # the last aligned frame, the next block's first half
-        self._xbufs[0, n:] = last - self._saturation * last * last * last
+        self._xbufs[0, n:] = self._bent(last)
         self._xbufs[1, n:] = last * last * last
+
+    def _bent(self, x: np.ndarray) -> np.ndarray:
+        """The reference as the loudspeaker plays it, its saturation as fitted (what
+        `kernels.shift_in` does frame by frame)."""
+        return x - self._saturation * x * x * x
 
     def _forget_distortion(self) -> None:
         """The reference moved under the filters: the fit's cross-spectra and the distortion

@@ -108,7 +108,6 @@ class BlockEstimate:
         self._pending: np.ndarray | None = None  # the last fit's taps, to be judged
         self._deferred: tuple[np.ndarray, np.ndarray | None, np.ndarray] | None = None  # a window to fit
         self._saturation_due: tuple[np.ndarray, ...] | None = None  # a hop to measure
-        self._judged: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         # the echo the fit finds beyond the filter's span (the room's tail), as a share of
         # what lies within: the filter cannot cancel it, so the speech gate must expect it
         self.tail_share = 0.0
@@ -152,17 +151,19 @@ class BlockEstimate:
         offer = None
         cube = x_win * x_win * x_win if self.cubic else None
         if self._pending is not None:
-            offer = self._judge(x_win, cube, d_win, min(out_err, bg_err) / (mic + 1e-12))
+            offer, room, echo = self._judge(x_win, cube, d_win, min(out_err, bg_err) / (mic + 1e-12))
             if self._fit_saturation and playing_frames >= HOP_FRAMES // 2:
-                self._saturation_due = (x_win, d_win, *self._judged)
+                self._saturation_due = (x_win, d_win, room, echo)
         if playing_frames >= HOP_FRAMES // 2:
             self._deferred = (x_win, cube, d_win)
         return offer
 
     def _judge(
         self, x: np.ndarray, cube: np.ndarray | None, d: np.ndarray, best_ratio: float
-    ) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """The pending fit's error on the last hop, which it was made before."""
+    ) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, np.ndarray, np.ndarray]:
+        """The pending fit's error on the last hop, which it was made before: its taps if they
+        are to be offered (else None), and the fit's spectrum and echo of the hop, which the
+        saturation is measured against."""
         taps, self._pending = self._pending, None
         spectra = np.fft.rfft(taps if cube is not None else taps[:1])  # type: ignore[index]
         hop = HOP_FRAMES * self.n
@@ -171,14 +172,13 @@ class BlockEstimate:
         else:
             spec = np.fft.rfft(np.stack([x, cube]))
             echo = np.fft.irfft(spectra[0] * spec[0] + spectra[1] * spec[1], WINDOW)[-hop:]
-        self._judged = (spectra[0], echo)  # the room and its echo of the hop, for the saturation
         heard = d[-hop:]
         ratio = float(np.sum((heard - echo) ** 2)) / (float(heard @ heard) + 1e-12)
         if ratio < OFFER_RATIO * best_ratio:
             linear = taps[0, : self.linear_taps].astype(np.float32)  # type: ignore[index]
             cubic = taps[1, : self.cubic_taps].astype(np.float32) if cube is not None else None  # type: ignore[index]
-            return linear, cubic
-        return None
+            return (linear, cubic), spectra[0], echo
+        return None, spectra[0], echo
 
     def _measure_saturation(self, x: np.ndarray, d: np.ndarray, room: np.ndarray, echo: np.ndarray) -> None:
         """On the hop heard after the fit was made: what the fit leaves, against the cube of the

@@ -448,17 +448,26 @@ def test_pauses_in_the_reply_of_a_reverberant_room_start_nothing(demo_audio, dem
     assert res.turns == []
 
 
-def erle_by_second(
-    demo_audio, speaker: Callable[[np.ndarray], np.ndarray], key: str, base: tuple[str, ...] = ()
-) -> dict[bool, list[float]]:
-    """10 s of recorded speech, 7 cm from the microphone through `speaker` and a short room,
-    cancelled with the boolean config `key` on and off (and the overrides `base`); the ERLE of
-    each second from 1 s on. The residual suppressor is left out, to compare the filters."""
+def reply_through_room(
+    demo_audio, speaker: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """10 s of recorded speech (its peaks at 1.5) played through `speaker`, and its echo 7 cm
+    from the microphone in a short room: (microphone, reference)."""
     x, _ = demo_audio
     far = segment(x, 0.0, 10.0).astype(np.float32)
     far *= 0.1 / np.sqrt(np.mean(far**2))
     echo = np.convolve(speaker(far), room_response(seed=4, rt60_s=0.3))[: len(far)]
     mic = (echo + np.random.default_rng(2).standard_normal(len(far)) * 1e-4).astype(np.float32)
+    return mic, far
+
+
+def erle_by_second(
+    demo_audio, speaker: Callable[[np.ndarray], np.ndarray], key: str, base: tuple[str, ...] = ()
+) -> dict[bool, list[float]]:
+    """`reply_through_room`, cancelled with the boolean config `key` on and off (and the
+    overrides `base`); the ERLE of each second from 1 s on. The residual suppressor is left
+    out, to compare the filters."""
+    mic, far = reply_through_room(demo_audio, speaker)
     erle = {}
     for on in (True, False):
         cfg = load_config(None, [*base, f"{key}={str(on).lower()}", "aec.suppression_db=0"]).aec
@@ -488,10 +497,7 @@ def test_the_saturation_fit_cancels_a_saturating_speaker_deeper(demo_audio) -> N
 def test_the_saturation_fit_leaves_a_clean_speaker_alone(demo_audio) -> None:
     """On a speaker that does not distort, the fitted saturation stays at none: bending the
     reference there would add the distortion the filter is meant to remove."""
-    x, _ = demo_audio
-    far = segment(x, 0.0, 10.0).astype(np.float32)
-    far *= 0.1 / np.sqrt(np.mean(far**2))  # peaks at 1.5: a saturating speaker would show it
-    mic = np.convolve(far, room_response(seed=4, rt60_s=0.3))[: len(far)].astype(np.float32)
+    mic, far = reply_through_room(demo_audio, lambda f: f)  # peaks at 1.5: saturation would show
     ec = EchoCanceller()
     fitted = []
     for i in range(0, len(far), 160):
