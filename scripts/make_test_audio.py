@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rebuild the noise excerpts in tests/data/ (see tests/data/README.md for sources and licences).
 
-    python scripts/make_test_audio.py VAD_DATA_DIR   # the folder holding noise/ (street, tap)
+    python scripts/make_test_audio.py VAD_DATA_DIR   # the folder holding noise/, speech/, rir/
 Also reads Debian's asterisk-moh-opsound-wav (hold music) and asterisk-core-sounds-fr-wav and
 -it-wav (prompts, mixed into six-talker babble). Needs numpy, scipy and soundfile.
 """
@@ -49,6 +49,29 @@ def babble(seconds: float, talkers: int = 6, seed: int = 1) -> tuple[np.ndarray,
     return out, rate
 
 
+def load_16k(path: str) -> np.ndarray:
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    return resample_poly(x, 16000, sr).astype(np.float32) if sr != 16000 else x
+
+
+def sentence_and_room(vad_data: str) -> None:
+    """A sentence (trimmed to its sound, ±50 ms, at half full scale) and a real room's response
+    (from 1 ms before its direct path, at full scale), both CC0, both at 16 kHz: the tests
+    build a far-field voice from them."""
+    x = load_16k(os.path.join(vad_data, "speech/freesound_xmas.flac"))
+    x *= 0.5 / np.abs(x).max()
+    power = np.convolve(x**2, np.ones(160) / 160, "same")
+    loud = np.flatnonzero(power > power.max() * 1e-4)  # within 40 dB of its loudest
+    x = x[max(0, loud[0] - 800) : loud[-1] + 800]
+    sf.write(os.path.join(OUT, "xmas_16k.wav"), x, 16000, subtype="PCM_16")
+    h = load_16k(os.path.join(vad_data, "rir/rir_clap_seminar_room.wav"))
+    k = int(np.argmax(np.abs(h)))
+    h = h[max(0, k - 16) :]
+    sf.write(os.path.join(OUT, "rir_clap_seminar_16k.wav"), h / np.abs(h).max(), 16000, subtype="PCM_16")
+    print("xmas_16k.wav", len(x) / 16000, "rir_clap_seminar_16k.wav", len(h) / 16000)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("vad_data")
@@ -64,6 +87,7 @@ def main() -> None:
     x, sr = babble(SECONDS)
     sf.write(os.path.join(OUT, "babble_20s.wav"), x, sr, subtype="PCM_16")
     print("babble_20s.wav", sr, len(x) / sr)
+    sentence_and_room(args.vad_data)
 
 
 if __name__ == "__main__":

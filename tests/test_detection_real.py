@@ -213,3 +213,34 @@ def test_voices_in_the_room_do_not_hold_the_turn_of_a_sentence_over_them(demo_au
     held_ms = held_after_words_ms(sig, rate, words_end_ms, "talking_hold_probability", (shipped, quiet_bar))
     assert held_ms[shipped] < 1500
     assert held_ms[quiet_bar] > 10_000
+
+
+def far_field_sentences_in_a_running_tap(snr_db: float = 5.0) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """20 s of a running tap, then a sentence through a real room's bright response, `snr_db`
+    over the tap, 4 s of tap and the sentence again; and the sentences' spans (ms)."""
+    tap, _ = read_mono(DATA / "running_tap_20s.wav")
+    words, _ = read_mono(DATA / "xmas_16k.wav")
+    room, _ = read_mono(DATA / "rir_clap_seminar_16k.wav")
+    far = np.convolve(words, room)[: len(words) + 4800]  # with 300 ms of the room's tail
+    rate = 16000
+    gap = 4 * rate
+    starts = [20 * rate, 20 * rate + len(far) + gap]
+    x = np.resize(tap, starts[1] + len(far) + gap).astype(np.float32)
+    for s in starts:
+        noise = x[s : s + len(words)]
+        far_at = far * np.sqrt(np.mean(noise**2) * 10 ** (snr_db / 10) / np.mean(far[: len(words)] ** 2))
+        x[s : s + len(far)] += far_at.astype(np.float32)
+    return x, [(s * 1000 / rate, (s + len(far)) * 1000 / rate) for s in starts]
+
+
+def test_short_memories_hear_a_voice_the_long_memory_drifted_deaf_to() -> None:
+    """Silero carried through a running tap stops hearing a far-field voice over it within
+    seconds; the short memories (detector.fresh_memory_ms) still hear it, and the long memory
+    still decides on the tap itself: no turn starts on it."""
+    x, spans = far_field_sentences_in_a_running_tap()
+    deaf = replay_signal(load_config(None, ["detector.fresh_memory_ms=0"]), x, 16000)
+    heard = replay_signal(Config(), x, 16000)
+    assert deaf.turns == [], "the tap no longer deafens the long memory to the sentences"
+    scores, false_turns = score(heard.turns, spans, cover=0.5)
+    assert scores[1].detected  # at least half of the second sentence uploaded
+    assert false_turns == 0

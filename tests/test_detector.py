@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edged.config import DetectorConfig
+from edged.config import ConfigError, DetectorConfig, load_config
 from edged.denoise import Denoiser
-from edged.detector import NoiseFloor, PeakGain, RemovedEnergy, SpeechDetector, level_dbfs
+from edged.detector import NoiseFloor, PeakGain, RemovedEnergy, ShortMemories, SpeechDetector, level_dbfs
 from edged.frames import FRAME_SAMPLES, RATE_HZ
-from edged.silero import SileroVad
+from edged.silero import CHUNK, SileroBank, SileroVad
 from edged.wavio import read_mono
 
 DATA = Path(__file__).parent / "data"
@@ -160,6 +160,65 @@ def test_silero_hears_each_frame_at_its_own_gain(demo_audio) -> None:
     assert len(a) == len(b) >= 80
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert np.ptp(a) > 0.5  # the chunks were heard, not all the same
+
+
+def test_a_bank_hears_each_row_as_a_model_of_its_own(demo_audio) -> None:
+    """Rows batched into one inference hear exactly as separate models would: each stream at
+    its own gain, and a row wiped halfway as a model whose memory was wiped then."""
+    x, _ = demo_audio
+    x = x[: 16000 * 3]
+    bank = SileroBank([0, 0, 1])
+    plain, wiped, quiet = SileroVad(), SileroVad(), SileroVad()
+    rows, alone = [], []
+    for i in range(0, len(x) - 159, 160):
+        f = x[i : i + 160]
+        if bank.inferences == 40 and wiped.inferences == 40:
+            bank.wipe(1)
+            wiped.wipe(0)
+        ran = bank.process((f, f * np.float32(0.1)), (2.0, 8.0))
+        assert (
+            plain.process(f, 2.0) == wiped.process(f, 2.0) == quiet.process(f * np.float32(0.1), 8.0) == ran
+        )
+        if ran:
+            rows.append(bank.probabilities.copy())
+            alone.append([plain.probability, wiped.probability, quiet.probability])
+    rows, alone = np.array(rows), np.array(alone)
+    assert len(rows) >= 80
+    np.testing.assert_allclose(rows, alone, atol=1e-6)
+    assert np.abs(rows[41:, 0] - rows[41:, 1]).max() > 0.05  # the wipe changed what row 1 heard
+
+
+def test_the_short_memory_that_speaks_has_heard_one_to_two_spans() -> None:
+    """The two short memories are wiped in turn, each every two spans, in every hearing at once;
+    the one that speaks has always heard at least one span and less than two."""
+    span = 10
+    bank = SileroBank([0, 0, 0, 1, 1, 1])
+    short = ShortMemories(span, rows_per_hearing=3)
+    rng = np.random.default_rng(1)
+    wiped_at: dict[int, list[int]] = {1: [], 2: [], 4: [], 5: []}
+    speaking = []
+    for chunk in range(1, 7 * span + 1):
+        f = (0.05 * rng.standard_normal(CHUNK)).astype(np.float32)
+        assert bank.process((f, f), (1.0, 1.0))
+        short.chunk_heard(bank)
+        state = bank.memory()
+        for row, times in wiped_at.items():
+            if not state[:, row].any():
+                times.append(chunk)
+        speaking.append((chunk, short.row(0), short.row(1)))
+    assert wiped_at[1] == wiped_at[4] == list(range(2 * span, 7 * span + 1, 2 * span))
+    assert wiped_at[2] == wiped_at[5] == list(range(span, 7 * span + 1, 2 * span))
+    for chunk, plain_row, denoised_row in speaking:
+        assert denoised_row == plain_row + 3
+        last = max([w for w in wiped_at[plain_row] if w <= chunk], default=0 if plain_row == 1 else -span)
+        assert span <= chunk - last < 2 * span or chunk < span  # in the first span both are younger
+
+
+def test_a_short_memory_may_not_hold_a_turn_more_readily_than_it_starts_one() -> None:
+    for key in ("fresh_hold_probability", "fresh_denoised_hold_probability"):
+        start = key.replace("hold", "start")
+        with pytest.raises(ConfigError, match=rf"detector\.{key} = 0\.99: must not exceed detector\.{start}"):
+            load_config(None, [f"detector.{key}=0.99"])
 
 
 def test_peak_gain_brings_loud_parts_to_target_and_recovers_slowly() -> None:
