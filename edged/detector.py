@@ -454,6 +454,11 @@ class SpeechDetector:
         """The second stage also hears the room through noise suppression (denoise_level)."""
         return self._second is not None and self._second.denoised is not None
 
+    @property
+    def hears_short(self) -> bool:
+        """The second stage also has short memories (fresh_memory_ms, combined mode)."""
+        return self._second is not None and self._second.short is not None
+
     def process(self, frame: np.ndarray) -> Decision:
         """One 10 ms float frame in, one decision out (webrtcvad's verdict is the
         latest complete block's, so it lags by at most vad_frame_ms - 10 ms)."""

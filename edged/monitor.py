@@ -54,6 +54,7 @@ THRESHOLD_KEYS: tuple[tuple[str, str, str], ...] = (
     ("detector", "denoised_hold_removed_db", "dB"),
     ("detector", "denoised_hold_under_room_db", "dB"),
     ("detector", "tone_max_partials", ""),
+    ("detector", "fresh_memory_ms", "ms"),
     ("gate", "start_window_ms", "ms"),
     ("gate", "start_voiced_ratio", ""),
     ("gate", "end_silence_ms", "ms"),
@@ -91,6 +92,8 @@ class Snapshot:
     onset: bool  # some frame was marked as a possible onset
     probability: float  # highest second-stage probability
     denoised_probability: float | None  # highest on the denoised audio; None: that hearing is off
+    short_probability: float | None  # highest of the plain hearing's short memory; None: they are off
+    short_denoised_probability: float | None  # ... of the denoised hearing's (None: either is off)
     room_talking: bool  # at the end, the room itself talks: the denoised hearing cannot start turns
     removed_db: float | None  # at the end, what the suppressor removed of the last second (dB)
     room_removed_db: float | None  # ... and the most from any second of the last five: the room
@@ -121,10 +124,15 @@ class Summariser:
     """
 
     def __init__(
-        self, to_input_ms: Callable[[int], float], every_ms: int = UPDATE_MS, denoised: bool = False
+        self,
+        to_input_ms: Callable[[int], float],
+        every_ms: int = UPDATE_MS,
+        denoised: bool = False,
+        short: bool = False,
     ) -> None:
         self._to_ms = to_input_ms
         self._denoised = denoised
+        self._short = short
         self._every = max(1, every_ms // FRAME_MS)
         self._pending: list[FrameResult] = []
         self._committed = 0
@@ -184,6 +192,10 @@ class Summariser:
                 onset=any(d.onset for d in ds),
                 probability=max(d.probability for d in ds),
                 denoised_probability=max(d.denoised_probability for d in ds) if self._denoised else None,
+                short_probability=max(d.short_probability for d in ds) if self._short else None,
+                short_denoised_probability=(
+                    max(d.short_denoised_probability for d in ds) if self._short and self._denoised else None
+                ),
                 room_talking=ds[-1].room_talking,
                 removed_db=ds[-1].removed_db if self._denoised else None,
                 room_removed_db=ds[-1].room_removed_db if self._denoised else None,
@@ -266,6 +278,11 @@ def format_line(s: Snapshot) -> str:
             f"removed={s.removed_db:.1f}".rjust(12),
             f"room_removed={s.room_removed_db:.1f}".rjust(17),
         )
+    short = tuple(
+        f"{key}={p:.2f}"
+        for key, p in (("p_short", s.short_probability), ("p_dn_short", s.short_denoised_probability))
+        if p is not None
+    )
     return " ".join(
         (
             f"t={s.t_s:.2f}".rjust(9),
@@ -276,6 +293,7 @@ def format_line(s: Snapshot) -> str:
             f"cues={fast}".ljust(19),
             f"p={s.probability:.2f}",
             *denoised,
+            *short,
             f"trigger={_trigger_text(s)}".ljust(12),
             f"speech={_yes(s.speech)}".ljust(10),
             f"phase={s.phase.value}".ljust(14),
@@ -369,6 +387,17 @@ def format_screen(s: Snapshot, cfg: Config, source: str, width: int = 80) -> lis
                         f"room {s.room_removed_db:.1f} dB, bar {bar_db:.1f} dB: {keeps}",
                     )
                 )
+    for label, p, start, hold in (
+        ("short memory", s.short_probability, d.fresh_start_probability, d.fresh_hold_probability),
+        (
+            "short, dn",
+            s.short_denoised_probability,
+            d.fresh_denoised_start_probability,
+            d.fresh_denoised_hold_probability,
+        ),
+    ):
+        if p is not None:
+            rows.append(row(label, f"p {p:4.2f}", f"[{prob_bar(p, start, hold, bar_w)}]"))
     rows += [
         row("decision", f"speech {_yes(s.speech).upper()}", f"trigger {_trigger_text(s)}"),
         row("turn gate", s.phase.value.upper(), turn),
@@ -529,7 +558,11 @@ def run_monitor(
             limit = None if seconds is None else int(seconds * rate)
             chunks = _mic_chunks(audio, limit)
         pipeline = Pipeline(cfg, rate, rate)
-        summary = Summariser(pipeline.to_input_ms, denoised=pipeline.detector.hears_denoised)
+        summary = Summariser(
+            pipeline.to_input_ms,
+            denoised=pipeline.detector.hears_denoised,
+            short=pipeline.detector.hears_short,
+        )
         view = PlainView(out) if plain else ScreenView(out, cfg, source)
         view.begin([f"# edged monitor: {source}; one line per {UPDATE_MS} ms", format_thresholds(cfg)])
         for mic, far in chunks:

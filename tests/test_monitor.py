@@ -267,6 +267,37 @@ def test_denoised_hearing_is_shown_only_when_on(demo_audio) -> None:
     assert not any(row.startswith(("denoised", "suppressor")) for row in screen)
 
 
+def test_short_memories_are_shown_only_when_on(demo_audio) -> None:
+    """A user tuning detector.fresh_* can watch the short memories' peak probabilities per
+    update, as the real frames decided them; with fresh_memory_ms = 0 they are not shown."""
+    x, rate = demo_audio
+    chunk = x[int(2.0 * rate) : int(3.5 * rate)]  # the first sentence begins
+    cfg = load_config()
+    p = Pipeline(cfg, rate, rate)
+    assert p.detector.hears_short
+    frames = p.process(chunk)
+    snaps = Summariser(p.to_input_ms, denoised=True, short=p.detector.hears_short).push(frames)
+    for i, s in enumerate(snaps):
+        part = frames[10 * i : 10 * i + 10]
+        assert s.short_probability == max(r.decision.short_probability for r in part)
+        assert s.short_denoised_probability == max(r.decision.short_denoised_probability for r in part)
+        tokens = dict(t.split("=", 1) for t in format_line(s).split())
+        assert float(tokens["p_short"]) == pytest.approx(s.short_probability, abs=0.005)
+        assert float(tokens["p_dn_short"]) == pytest.approx(s.short_denoised_probability, abs=0.005)
+    assert max(s.short_probability or 0.0 for s in snaps) >= cfg.detector.fresh_start_probability
+    screen = format_screen(snaps[-1], cfg, "demo", 80)
+    assert any(row.startswith("short memory") and "[" in row for row in screen)
+    assert any(row.startswith("short, dn") and "[" in row for row in screen)
+
+    off = load_config(None, ["detector.fresh_memory_ms=0"])
+    p = Pipeline(off, rate, rate)
+    assert not p.detector.hears_short
+    snaps = Summariser(p.to_input_ms, denoised=True, short=p.detector.hears_short).push(p.process(chunk))
+    assert all(s.short_probability is None and s.short_denoised_probability is None for s in snaps)
+    assert "p_short=" not in format_line(snaps[-1])
+    assert not any(row.startswith("short") for row in format_screen(snaps[-1], off, "demo", 80))
+
+
 def _spawn(args: list[str], tty: bool) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "COLUMNS": "100", "LINES": "30"}
     if tty:
