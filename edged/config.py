@@ -237,7 +237,11 @@ class GateConfig:
         1000, 0, 10000, "speech a turn holds before end_silence_ms applies, not early_end_silence_ms (ms)"
     )
     post_roll_ms: int = _num(
-        200, 0, 5000, "trailing non-speech still uploaded after the last speech: covers reverberation (ms)"
+        300,
+        0,
+        5000,
+        "trailing non-speech still uploaded after the last speech: covers a room's reverberation of the "
+        "last word (ms)",
     )
     min_speech_ms: int = _num(
         200,
