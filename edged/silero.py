@@ -53,6 +53,8 @@ class SileroBank:
         if sorted(set(self._rows.tolist())) != list(range(streams)):
             raise ValueError(f"row_streams {list(row_streams)}: every stream 0..{streams - 1} needs a row")
         self.streams = streams
+        # a batch of the streams themselves, in order, needs no copy a chunk
+        self._direct = self._rows.tolist() == list(range(streams))
         self._heard = np.zeros((streams, CONTEXT + CHUNK), dtype=np.float32)  # each stream, as heard
         self._raw = np.zeros((streams, CONTEXT + CHUNK), dtype=np.float32)  # samples before their gain
         self._gain = np.ones((streams, CONTEXT + CHUNK), dtype=np.float32)  # each sample's gain
@@ -100,7 +102,7 @@ class SileroBank:
         np.multiply(raw, gain, out=x)
         np.minimum(x, 1.0, out=x)  # two ufuncs in place: np.clip's wrapper costs more
         np.maximum(x, -1.0, out=x)
-        batch = x if self.streams == len(self._rows) else x[self._rows]
+        batch = x if self._direct else x[self._rows]
         out, self._state = self._session.run(None, {"input": batch, "state": self._state, "sr": self._sr})
         self.probabilities = out[:, 0].tolist()
         self.inferences += 1

@@ -168,23 +168,27 @@ def test_a_bank_hears_each_row_as_a_model_of_its_own(demo_audio) -> None:
     x, _ = demo_audio
     x = x[: 16000 * 3]
     bank = SileroBank([0, 0, 1])
+    swapped = SileroBank([1, 0])  # rows need not follow the streams' order
     plain, wiped, quiet = SileroVad(), SileroVad(), SileroVad()
-    rows, alone = [], []
+    rows, alone, swapped_rows = [], [], []
     for i in range(0, len(x) - 159, 160):
         f = x[i : i + 160]
         if bank.inferences == 40 and wiped.inferences == 40:
             bank.wipe(1)
             wiped.wipe(0)
         ran = bank.process((f, f * np.float32(0.1)), (2.0, 8.0))
+        assert swapped.process((f, f * np.float32(0.1)), (2.0, 8.0)) == ran
         assert (
             plain.process(f, 2.0) == wiped.process(f, 2.0) == quiet.process(f * np.float32(0.1), 8.0) == ran
         )
         if ran:
             rows.append(bank.probabilities.copy())
+            swapped_rows.append(swapped.probabilities.copy())
             alone.append([plain.probability, wiped.probability, quiet.probability])
     rows, alone = np.array(rows), np.array(alone)
     assert len(rows) >= 80
     np.testing.assert_allclose(rows, alone, atol=1e-6)
+    np.testing.assert_allclose(swapped_rows, alone[:, [2, 0]], atol=1e-6)
     assert np.abs(rows[41:, 0] - rows[41:, 1]).max() > 0.05  # the wipe changed what row 1 heard
 
 
