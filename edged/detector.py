@@ -495,10 +495,17 @@ class SpeechDetector:
         held = prob >= cfg.hold_probability
         p_dn, talking, removed_db, room_db, notes = 0.0, False, 0.0, 0.0, False
         denoised = second.denoised
+        # in a pause the suppressor's murmur reads near hold_probability: the denoised hearing
+        # (long memory or short) keeps a turn only on a frame that stands over the floor, and
+        # only while what it hears is not mostly the room (RemovedEnergy)
+        denoised_may_hold = False
         if denoised is not None:
             p_dn = second.probability(DENOISED)
             talking = denoised.talking_share >= cfg.talking_room_share
             removed_db, room_db = denoised.removed.db, denoised.removed.room_db
+            denoised_may_hold = level >= floor + cfg.onset_margin_db and removed_db <= removal_bar(
+                cfg, room_db
+            )
             if talking and level < floor + cfg.talking_room_over_floor_db:  # background talk
                 trigger = prob >= max(cfg.start_probability, cfg.talking_start_probability)
                 held = prob >= max(cfg.hold_probability, cfg.talking_hold_probability)
@@ -507,14 +514,7 @@ class SpeechDetector:
                     # the denoised hearing alone would start a turn: not on held notes (music.py)
                     notes = self._held_notes()
                     trigger = not notes
-                # in a pause the suppressor's murmur reads near hold_probability: the denoised
-                # hearing keeps a turn only on a frame that stands over the floor
-                # ... and only while what it hears is not mostly the room (RemovedEnergy)
-                held = held or (
-                    p_dn >= cfg.hold_probability
-                    and level >= floor + cfg.onset_margin_db
-                    and removed_db <= removal_bar(cfg, room_db)
-                )
+                held = held or (p_dn >= cfg.hold_probability and denoised_may_hold)
         short = (0.0, 0.0)
         if second.short is not None:
             short = (second.short_probability(PLAIN), second.short_probability(DENOISED) if denoised else 0.0)
@@ -526,17 +526,12 @@ class SpeechDetector:
                 if not trigger and sure and fast:
                     notes = self._held_notes()
                     trigger = not notes
-                # the denoised one, as its long memory, only on a frame that stands over the floor
-                # while the suppressor removes little of the sound: it hears a babble's voices as a
-                # user, and held the turn of words said over one for 13 s
+                # the denoised one as its long memory (without that, it took a babble's voices
+                # for a user and held the turn of words said over one for 13 s)
                 held = (
                     held
                     or short[0] >= cfg.fresh_hold_probability
-                    or (
-                        short[1] >= cfg.fresh_denoised_hold_probability
-                        and level >= floor + cfg.onset_margin_db
-                        and removed_db <= removal_bar(cfg, room_db)
-                    )
+                    or (short[1] >= cfg.fresh_denoised_hold_probability and denoised_may_hold)
                 )
         tonal = trigger and self._tones.tonal()  # a chime or a beep: see tones.py
         trigger = trigger and not tonal
