@@ -112,7 +112,24 @@ TALK_OVER_RECENT_FRAMES = 30
 TALK_OVER_PAUSE_OVERSUBTRACTION = 1.0
 TALK_OVER_SETTLE_FRAMES = 20
 TALK_OVER_MIN_ERLE = 100.0
-TAIL_CONSTANT, GENTLE_CONSTANT = 8, 10  # their places in kernels.suppress_bins' constants
+# The talk-over decision weighs the output against an echo expectation of its own. The gate's
+# counts all coherence above chance as echo; but averaged over few frames, the coherence of a
+# voice with the echo estimate reads well above chance in some bins by chance alone, so that,
+# with the user's voice in the output, the expectation rises with it: the voice stood only 2-9 dB
+# over it. Once the output filter has cancelled SURE_ERLE of late, only coherence above SURE
+# times chance counts; instead, the residual's least share of the echo estimate per bin over the
+# last LEAK_BLOCKS blocks of LEAK_BLOCK_FRAMES frames (the leak; its minimum is taken, so the
+# user's words do not raise it), times LEAK_MARGIN, is expected at least. On aec_bench's rooms
+# that took double-talk PESQ from 1.86 to 2.02 and webrtcvad's recall there from 87.8 to 92.9 %,
+# with no more triggers on its other seeds. The gate keeps its own expectation: with this one,
+# it caught 2 more barge-ins of 28 but started on the reply once, and lost 5 of 112 elsewhere
+TALK_OVER_SURE = 3.0
+TALK_OVER_SURE_ERLE = 1000.0
+LEAK_BLOCK_FRAMES = 25
+LEAK_BLOCKS = 4
+LEAK_MARGIN = 2.0
+UNSET = np.float32(1e30)  # a least not yet seen (finite: times a silent bin's zero, it is zero)
+TAIL_CONSTANT, GENTLE_CONSTANT, SURE_CONSTANT = 8, 10, 11  # places in kernels.suppress_bins' constants
 SETTLE_FRAMES = 20  # after the echo tail, frames for the suppressor's gains to recover before idling
 NO_ECHO_RATIO_DB = 60.0  # near_ratio_db while nothing is playing
 CONVERGED_ERLE = 10.0  # mic over foreground-error energy (10 dB) at which the filter is trusted
@@ -322,18 +339,28 @@ class EchoCanceller:
         self._suppressed = False  # the last frame went through the suppressor: _power holds it
         # the suppressor's and the gate's running estimates per bin, one array for its kernel:
         # smoothed power of output and echo estimate, the expected residual echo, the gains,
-        # the echo the speech gate expects, and the echo estimate averaged over the filter's
-        # span (what the room's tail beyond the span is the echo of)
-        self._estimates = np.zeros((6, k), dtype=f32)
+        # the echo the speech gate expects, the echo estimate averaged over the filter's span
+        # (what the room's tail beyond the span is the echo of), the echo the talk-over decision
+        # expects, the leak, and the least share of the echo estimate in the output since the
+        # last leak block (see TALK_OVER_SURE)
+        self._estimates = np.zeros((9, k), dtype=f32)
         self._s_ee_yy = self._estimates[0:2]
-        self._echo_psd, self._gain, self._gate_psd, self._held_psd = self._estimates[2:]
+        self._echo_psd, self._gain = self._estimates[2:4]
+        self._gate_psd, self._held_psd, self._talk_psd, self._leak, self._least = self._estimates[4:]
+        self._expectations = self._estimates[4:7]  # what idling forgets
         self._gain[:] = 1.0
+        self._least[:] = UNSET
+        self._leasts = np.full((LEAK_BLOCKS, k), UNSET, dtype=f32)  # of the last blocks
+        self._leak_frames = 0
         self._sey = np.zeros(k, dtype=np.complex64)
         self._power = np.zeros((4, k), dtype=f32)  # power spectra of the suppressed frame's rows
         # the error spectrum after the suppressor's gains: the usual ones, and the gentle ones
         self._gained = np.zeros((2, k), dtype=c64)
         self._gained_usual = self._gained[0]
         coh_bias = COHERENCE_SMOOTHING / (2 - COHERENCE_SMOOTHING)
+        self._coh_bias, self._sure_bias = coh_bias, coh_bias * TALK_OVER_SURE
+        self._talk_margin = 10 ** (cfg.barge_in_margin_db / 10)
+        self._sure = False  # the talk-over's expectation counts only coherence over TALK_OVER_SURE
         self._gate_decay = np.float32(np.exp(-n / rate_hz / (cfg.barge_in_decay_ms / 1000)))
         self._suppressor_constants = np.array(  # the constants, in kernels.suppress_bins' order
             [
@@ -348,6 +375,7 @@ class EchoCanceller:
                 0.0,  # the room's tail beyond the filter, as a share of the echo estimate (a fit's)
                 1.0 / p,  # the echo estimate it applies to is averaged over the filter's span
                 cfg.talk_over_oversubtraction,  # the gentle gains' margin (this frame's)
+                coh_bias,  # the coherence the talk-over's expectation counts above (this frame's)
             ],
             dtype=f32,
         )
@@ -470,8 +498,7 @@ class EchoCanceller:
         self._suppressed = False
         self._gain[:] = 1.0
         self._echo_psd[:] = 0.0
-        self._gate_psd[:] = 0.0
-        self._held_psd[:] = 0.0
+        self._expectations[:] = 0.0
         self.near_ratio_db = NO_ECHO_RATIO_DB
         self._talk_over = 0
         self._user_frames = 0
@@ -597,10 +624,9 @@ class EchoCanceller:
         )
         buf = self._buf
         h = self._pitch_head
-        kernels.stage(e, ys, 0 if copy else 1, buf, self._pitch_ring, h * n, self._fwd)
+        kernels.stage(e, ys, 0 if copy else 1, buf, self._pitch_ring, h * n, self._fwd, self._win)
         self._pitch_head = (h + 1) % (self._pitch_ring.shape[1] // n)
         self._pitch_valid = True
-        np.multiply(buf, self._win, out=self._analysis)
         if ref_active:
             spec = fastfft.rfft(self._fwd)  # the background error's, then the suppressor's
             self._adapt(X, spec[0])
@@ -716,6 +742,17 @@ class EchoCanceller:
             self._W[0, rows] = fastfft.rfft(w)
         self._constrain = (self._constrain + 1) % (2 * ((self.parts + 1) // 2))
 
+    def _take_leak(self) -> None:
+        """A leak block is over: the leak is the least share of the echo estimate in the output
+        over the last blocks, with a margin (see TALK_OVER_SURE)."""
+        self._leak_frames = 0
+        leasts = self._leasts
+        leasts[:-1] = leasts[1:]
+        leasts[-1] = self._least
+        self._least[:] = UNSET
+        least = leasts.min(axis=0)
+        np.multiply(np.where(least < UNSET, least, 0.0), LEAK_MARGIN, out=self._leak)
+
     # -- residual echo suppression ----------------------------------------------------------------
     def _suppress(self, spec: np.ndarray) -> np.ndarray:
         """`spec`: this frame's windowed spectra of error, echo estimate, mic and reference."""
@@ -736,7 +773,11 @@ class EchoCanceller:
             if self._talk_over < TALK_OVER_HOLD_FRAMES - TALK_OVER_RECENT_FRAMES:
                 margin = max(margin, TALK_OVER_PAUSE_OVERSUBTRACTION)
         self._suppressor_constants[GENTLE_CONSTANT] = margin
-        near, expected, excess = kernels.suppress_bins(
+        sure = self._best > TALK_OVER_SURE_ERLE
+        if sure is not self._sure:
+            self._sure = sure
+            self._suppressor_constants[SURE_CONSTANT] = self._sure_bias if sure else self._coh_bias
+        near, expected, expected_talk, excess = kernels.suppress_bins(
             spec,
             self._power,
             self._estimates,
@@ -757,11 +798,14 @@ class EchoCanceller:
             self._ola_talk_over = out[1, n:]
         else:
             self._ola_talk_over = self._ola
+        self._leak_frames += 1
+        if self._leak_frames == LEAK_BLOCK_FRAMES:
+            self._take_leak()
         if self.converged:
             self.near_ratio_db = 10 * math.log10((near + EPS) / (expected + EPS))
             self._estimated += 1
             user = (
-                self.near_ratio_db >= self.cfg.barge_in_margin_db
+                near >= self._talk_margin * expected_talk
                 and excess < self._chance_excess
                 and self._estimated > TALK_OVER_SETTLE_FRAMES
                 and self._best > TALK_OVER_MIN_ERLE

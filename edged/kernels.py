@@ -50,15 +50,17 @@ def _np_adapt(w, x, e, pow_sum, step, reg_fraction, mu_e):
 
 
 def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
-    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a, gentle = (
-        constants
-    )
-    s_ee_yy, echo_psd, gain, gate_psd, held = (
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay = constants[:8]
+    tail, tail_a, gentle, sure = constants[8:]
+    s_ee_yy, echo_psd, gain, gate_psd, held, talk_psd, leak, least = (
         estimates[0:2],
         estimates[2],
         estimates[3],
         estimates[4],
         estimates[5],
+        estimates[6],
+        estimates[7],
+        estimates[8],
     )
     power[:] = np.multiply(spec, spec.conj()).real
     s_ee_yy += a * (power[:2] - s_ee_yy)
@@ -73,11 +75,14 @@ def _np_suppress_bins(spec, power, estimates, sey, band, out, constants):
     if gentle >= 0:  # the gentle gains, only while the user talks over the reply
         np.multiply(spec[0], np.maximum(1.0 - gentle * echo_psd / (power[0] + 1e-10), gmin), out=out[1])
     held += tail_a * (syy - held)
-    np.maximum(
-        np.maximum(np.maximum(coherent, distortion * syy), tail * held), gate_psd * gate_decay, out=gate_psd
-    )
+    floor = np.maximum(distortion * syy, tail * held)
+    np.maximum(np.maximum(coherent, floor), gate_psd * gate_decay, out=gate_psd)
+    lower = see < least * syy  # (where the compiled loop divides)
+    least[lower] = (see / (syy + 1e-10))[lower]
+    surely = np.maximum(np.maximum(coh - sure, 0.0) * (see * coh_unbias), leak * syy)
+    np.maximum(np.maximum(surely, floor), talk_psd * gate_decay, out=talk_psd)
     excess = np.maximum(coh - coh_bias, 0.0)
-    return float(power[0] @ band), float(gate_psd @ band), float(excess @ band)
+    return float(power[0] @ band), float(gate_psd @ band), float(talk_psd @ band), float(excess @ band)
 
 
 _BITS = (1 << np.arange(32)).astype(np.uint32)
@@ -100,12 +105,13 @@ def _np_errors(d, ys, e):
     return float(e[0] @ e[0]), float(e[1] @ e[1]), float(d @ d), float(diff @ diff)
 
 
-def _np_stage(e, ys, path, buf, ring, at, fwd):
+def _np_stage(e, ys, path, buf, ring, at, fwd, win):
     n = e.shape[1]
     buf[0, n:] = e[path]
     buf[1, n:] = ys[path]
     ring[:, at : at + n] = buf[:2, n:]
     fwd[0, n:] = e[0]
+    np.multiply(buf, win, out=fwd[1:])
 
 
 def _np_shift_in(block, x, a):
@@ -171,19 +177,24 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
     the echo estimate, as the suppressor expects: with the loudspeaker's saturation fitted, the
     residual is often no longer coherent with the estimate; and at least `tail` of the echo
     estimate averaged over the filter's span, `tail_a` its smoothing: the reverberation
-    beyond the span, the echo of what played that long ago), and the band's summed coherence
-    of output and echo estimate above chance. `estimates` rows: smoothed output power,
-    smoothed echo-estimate power, expected residual echo, gains, the gate's expected echo, the
-    long-smoothed echo estimate; `sey`: their smoothed cross-spectrum."""
-    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay, tail, tail_a, gentle = (
-        constants
-    )
+    beyond the span, the echo of what played that long ago), the echo the talk-over decision
+    expects there (the same, but counting only coherence above `sure` instead of above chance,
+    and at least the `leak` share of the echo estimate per bin), and the band's summed
+    coherence of output and echo estimate above chance. `estimates` rows: smoothed output
+    power, smoothed echo-estimate power, expected residual echo, gains, the gate's expected
+    echo, the long-smoothed echo estimate, the talk-over's expected echo, the leak, and the
+    least ratio of smoothed output to echo estimate since the row was reset (what the leak is
+    taken from); `sey`: their smoothed cross-spectrum."""
+    a, coh_bias, coh_unbias, distortion, decay, oversubtraction, gmin, gate_decay = constants[:8]
+    tail, tail_a, gentle, sure = constants[8:]
     s_ee_yy = estimates[0:2]
     echo_psd, gain, gate_psd, held = estimates[2], estimates[3], estimates[4], estimates[5]
+    talk_psd, leak, least = estimates[6], estimates[7], estimates[8]
     k = spec.shape[1]
     rows = spec.shape[0]
     near = 0.0
     expected = 0.0
+    expected_talk = 0.0
     excess = 0.0
     for b in range(k):
         for r in range(rows):
@@ -211,12 +222,19 @@ def _loop_suppress_bins(spec, power, estimates, sey, band, out, constants):  # p
             out[1, b] = err * max(1.0 - gentle * resid / (pe + 1e-10), gmin)
         h = held[b] + tail_a * (syy - held[b])
         held[b] = h
-        gp = max(max(max(coherent, distortion * syy), tail * h), gate_psd[b] * gate_decay)
+        floor = max(distortion * syy, tail * h)
+        gp = max(max(coherent, floor), gate_psd[b] * gate_decay)
         gate_psd[b] = gp
+        if see < least[b] * syy:  # (a division only where it lowers the least)
+            least[b] = see / (syy + 1e-10)
+        surely = max(max(coh - sure, 0.0) * (see * coh_unbias), leak[b] * syy)
+        tp = max(max(surely, floor), talk_psd[b] * gate_decay)
+        talk_psd[b] = tp
         near += pe * band[b]
         expected += gp * band[b]
+        expected_talk += tp * band[b]
         excess += max(coh - coh_bias, 0.0) * band[b]
-    return near, expected, excess
+    return near, expected, expected_talk, excess
 
 
 def _loop_band_bits(power, edges, med, step):  # pragma: no cover - compiled
@@ -278,10 +296,11 @@ def _loop_errors(d, ys, e):  # pragma: no cover - compiled
     return eb, ef, dd, yy
 
 
-def _loop_stage(e, ys, path, buf, ring, at, fwd):  # pragma: no cover - compiled
+def _loop_stage(e, ys, path, buf, ring, at, fwd, win):  # pragma: no cover - compiled
     """The output path's error and echo estimate (`path`: 0 background, 1 foreground) into the
-    suppressor's rows and the pitch ring (from `at`), and the background's error into the row
-    whose spectrum adapts the filter: four row copies in one call."""
+    suppressor's rows and the pitch ring (from `at`), the background's error into the row
+    whose spectrum adapts the filter, and the suppressor's rows, windowed (`win`), into the
+    rows after it: five numpy calls in one."""
     n = e.shape[1]
     for t in range(n):
         v = e[path, t]
@@ -291,6 +310,9 @@ def _loop_stage(e, ys, path, buf, ring, at, fwd):  # pragma: no cover - compiled
         ring[0, at + t] = v
         ring[1, at + t] = y
         fwd[0, n + t] = e[0, t]
+    for r in range(buf.shape[0]):
+        for t in range(2 * n):
+            fwd[1 + r, t] = buf[r, t] * win[t]
 
 
 def _loop_shift_in(block, x, a):  # pragma: no cover - compiled

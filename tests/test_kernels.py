@@ -35,9 +35,9 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
         pw[:3] = -1e-3  # rounding can leave a running sum just under zero
         return spectra(rng, PARTS, K), x, spectra(rng, K), pw, 0.5, 0.1, np.zeros(K, np.complex64)
     if name == "suppress_bins":
-        estimates = rng.uniform(0.5, 2, (6, K)).astype(f32)
+        estimates = rng.uniform(0.5, 2, (9, K)).astype(f32)
         estimates[3] /= 2  # gains are at most 1
-        constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88, 2e-3, 0.05, 0.25], f32)
+        constants = np.array([0.3, 0.18, 1.2, 5e-4, 0.8, 4.0, 0.005, 0.88, 2e-3, 0.05, 0.25, 0.5], f32)
         band = (rng.uniform(size=K) > 0.3).astype(f32)
         power, out = np.zeros((4, K), f32), np.zeros((2, K), np.complex64)
         return spectra(rng, 4, K), power, estimates, spectra(rng, K) * 0.3, band, out, constants
@@ -53,8 +53,9 @@ def inputs(name: str, rng: np.random.Generator) -> tuple[Any, ...]:
         return rng.standard_normal(N).astype(f32), ys, np.zeros((2, N), f32)
     if name == "stage":
         e, ys = rng.standard_normal((2, N)).astype(f32), rng.standard_normal((2, N)).astype(f32)
-        buf, fwd = np.zeros((4, 2 * N), f32), np.zeros((5, 2 * N), f32)
-        return e, ys, 1, buf, np.zeros((2, 8 * N), f32), 3 * N, fwd
+        buf, fwd = rng.standard_normal((4, 2 * N)).astype(f32), np.zeros((5, 2 * N), f32)
+        win = rng.uniform(0, 1, 2 * N).astype(f32)
+        return e, ys, 1, buf, np.zeros((2, 8 * N), f32), 3 * N, fwd, win
     if name == "shift_in":
         return rng.uniform(-1, 1, 2 * N).astype(f32), rng.uniform(-1, 1, N).astype(f32), 0.3
     raise AssertionError(name)
