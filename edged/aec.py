@@ -116,10 +116,11 @@ TALK_OVER_MIN_ERLE = 100.0
 # counts all coherence above chance as echo; but averaged over few frames, the coherence of a
 # voice with the echo estimate reads well above chance in some bins by chance alone, so that,
 # with the user's voice in the output, the expectation rises with it: the voice stood only 2-9 dB
-# over it. Once the output filter has cancelled SURE_ERLE of late, only coherence above SURE
-# times chance counts; instead, the residual's least share of the echo estimate per bin over the
-# last LEAK_BLOCKS blocks of LEAK_BLOCK_FRAMES frames (the leak; its minimum is taken, so the
-# user's words do not raise it), times LEAK_MARGIN, is expected at least. On aec_bench's rooms
+# over it. Once the output filter has cancelled TALK_OVER_SURE_ERLE (30 dB) of late, only
+# coherence above TALK_OVER_SURE times chance counts; instead, the residual's least share of the
+# echo estimate per bin over the last LEAK_BLOCKS blocks of LEAK_BLOCK_FRAMES frames (the leak;
+# its minimum is taken, so the user's words do not raise it), times LEAK_MARGIN, is expected at
+# least. On aec_bench's rooms
 # that took double-talk PESQ from 1.86 to 2.02 and webrtcvad's recall there from 87.8 to 92.9 %,
 # with no more triggers on its other seeds. The gate keeps its own expectation: with this one,
 # it caught 2 more barge-ins of 28 but started on the reply once, and lost 5 of 112 elsewhere
