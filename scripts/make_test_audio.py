@@ -28,6 +28,12 @@ def excerpt(path: str, start_s: float) -> tuple[np.ndarray, int]:
     return x, sr
 
 
+def load_16k(path: str) -> np.ndarray:
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    return resample_poly(x, 16000, sr).astype(np.float32) if sr != 16000 else x
+
+
 def babble(seconds: float, talkers: int = 6, seed: int = 1) -> tuple[np.ndarray, int]:
     """Six voices talking at once (French and Italian prompts, each stream prompt after prompt
     at the same level): a room full of talk, in no language the user speaks."""
@@ -40,19 +46,12 @@ def babble(seconds: float, talkers: int = 6, seed: int = 1) -> tuple[np.ndarray,
     for _ in range(talkers):
         parts, total = [], 0
         while total < n:
-            u, sr = sf.read(pool[rng.integers(len(pool))], dtype="float32", always_2d=True)
-            u = resample_poly(u.mean(axis=1), rate, sr).astype(np.float32)
+            u = load_16k(pool[rng.integers(len(pool))])
             parts.append(u / (np.sqrt(np.mean(u**2)) + 1e-9))
             total += len(u)
         out += np.concatenate(parts)[:n]
     out *= 10 ** (LEVEL_DBFS / 20) / np.sqrt(np.mean(out**2))
     return out, rate
-
-
-def load_16k(path: str) -> np.ndarray:
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
-    x = x.mean(axis=1)
-    return resample_poly(x, 16000, sr).astype(np.float32) if sr != 16000 else x
 
 
 def sentence_and_room(vad_data: str) -> None:
