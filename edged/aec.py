@@ -129,6 +129,14 @@ TALK_OVER_SURE_ERLE = 1000.0
 LEAK_BLOCK_FRAMES = 25
 LEAK_BLOCKS = 4
 LEAK_MARGIN = 2.0
+# A frame whose output filter leaves more than the microphone heard (by ADDS_ECHO, an energy
+# ratio) holds echo the filter itself adds: the path has moved under it (aec_bench's path change
+# put the output 3-4 dB over the microphone within 20 ms). A user cannot do that: their voice is
+# in the microphone as much as in the output, and a filter that fits leaves less than the
+# microphone. Such a frame is not evidence of the user, however far it stands above the expected
+# echo, which follows a moved path only as the coherence builds, over 5-10 frames: a filter that
+# cancelled 24 dB instead of 20 before the change made that a false barge-in
+ADDS_ECHO = 10 ** (1.0 / 10)
 UNSET = np.float32(1e30)  # a least not yet seen (finite: times a silent bin's zero, it is zero)
 TAIL_CONSTANT, GENTLE_CONSTANT, SURE_CONSTANT = 8, 10, 11  # places in kernels.suppress_bins' constants
 SETTLE_FRAMES = 20  # after the echo tail, frames for the suppressor's gains to recover before idling
@@ -387,6 +395,7 @@ class EchoCanceller:
         self._speech_band[int(300 * 2 * n / rate_hz) : int(3400 * 2 * n / rate_hz) + 1] = 1.0
         self._chance_excess = TALK_OVER_COHERENCE * float(self._speech_band.sum())
         self._talk_over = 0  # frames left of gentle suppression for the output (the user talks)
+        self._adds_echo = False  # this frame's output filter left more than the microphone heard
         self._user_frames = 0  # a leaky count of frames the gate's ratio and the coherence call the user's
         self._estimated = 0  # frames the suppressor's estimates have run since the canceller idled
         self._ola_talk_over = np.zeros(n, dtype=f32)
@@ -609,6 +618,7 @@ class EchoCanceller:
         ys = fastfft.irfft(self._paths, 2 * n)[:, n:]  # both paths at once
         e = self._e  # [background, foreground]
         energy_b, energy_f, energy_d, energy_diff = kernels.errors(d, ys, e)
+        self._adds_echo = energy_f > ADDS_ECHO * energy_d
         a = ERR_SMOOTHING
         self._err_b += a * (energy_b - self._err_b)
         self._err_f += a * (energy_f - self._err_f)
@@ -671,7 +681,11 @@ class EchoCanceller:
             self._err_b = self._err_f  # judged afresh by the copy rule
         fit = None
         if fitting:
-            fit = self._estimate.push(energy_d, energy_f, energy_b, ref_active and not suspect)  # type: ignore[union-attr]
+            # the fit keeps learning while the filter cancels worse than its best of late, unless
+            # the talk-over decision hears the user: otherwise a moved path starves the fit for as
+            # long as that best takes to fade (4-5 s; the filter stayed at 15-22 dB meanwhile)
+            learn = ref_active and (not suspect or not self._talk_over)
+            fit = self._estimate.push(energy_d, energy_f, energy_b, learn)  # type: ignore[union-attr]
         if self._saturation_fit:
             self._saturation = self._estimate.saturation  # type: ignore[union-attr]
         if fit is not None:
@@ -804,9 +818,12 @@ class EchoCanceller:
             self._take_leak()
         if self.converged:
             self.near_ratio_db = 10 * math.log10((near + EPS) / (expected + EPS))
+            if self._adds_echo:  # the path moved (see ADDS_ECHO)
+                self.near_ratio_db = min(self.near_ratio_db, 0.0)
             self._estimated += 1
             user = (
-                near >= self._talk_margin * expected_talk
+                not self._adds_echo
+                and near >= self._talk_margin * expected_talk
                 and excess < self._chance_excess
                 and self._estimated > TALK_OVER_SETTLE_FRAMES
                 and self._best > TALK_OVER_MIN_ERLE

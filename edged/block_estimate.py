@@ -29,9 +29,12 @@ double talk falls by 10-15 dB in three of the four rooms (benchmarks/echo_bound.
 
 A user talking over the reply is not echo: their voice in the cross-spectra averages out only
 slowly, so the canceller stops feeding the fit while its output filter cancels far worse than
-usual. Cost: the frames are the canceller's (`FrameHistory`), so nothing but three sums a
-frame; a few long FFTs every 26 frames, over three frames (about 0.3 ms each here; 1.5 ms with
-the cube).
+usual and its talk-over decision hears the user. When the path moves (`reset`), what was learnt
+is dropped and the windows start afresh: the first ones would still hold the old path's audio.
+
+Cost: the frames are the canceller's (`FrameHistory`), so nothing but three sums a frame;
+a few long FFTs every 26 frames, over three frames (about 0.3 ms each here; 1.5 ms with the
+cube).
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ class BlockEstimate:
         self._auto[:] = 0
         self._cross[:] = 0
         self._windows = 0
+        self._frames = 0  # the next window holds only frames heard after the move
         self._pending = None
         self._deferred = None
         self._saturation_due = None

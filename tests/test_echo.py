@@ -393,6 +393,46 @@ def test_the_delay_tracker_moving_by_whole_frames_keeps_the_filter_cancelling(de
     assert erle[True] > erle[False] + 5, erle
 
 
+def a_room_that_moves(demo_audio) -> tuple[np.ndarray, np.ndarray]:
+    """20 s of recorded speech played by the device; at 10 s the device is moved: its echo comes
+    through another room response, 4 ms later (the switch takes a frame)."""
+    x, _ = demo_audio
+    far = segment(x, 0.0, 20.0).astype(np.float32)
+    far *= 0.1 / np.sqrt(np.mean(far**2))
+    before = np.convolve(far, room_response(seed=4))[: len(far)]
+    after = np.concatenate([np.zeros(64), np.convolve(far, room_response(seed=5))])[: len(far)]
+    w = np.clip((np.arange(len(far)) - 10 * RATE) / 160, 0, 1)
+    noise = np.random.default_rng(2).standard_normal(len(far)) * 1e-4
+    return ((1 - w) * before + w * after + noise).astype(np.float32), far
+
+
+def test_a_moved_device_learns_its_new_room_within_seconds(demo_audio) -> None:
+    """Once the path has moved, the block fit must keep learning while the filter cancels far
+    worse than its best of late (that is no user: the talk-over decision hears none), and its
+    windows must start afresh: fed nothing for as long as that best took to fade, and then
+    from windows that still held the old room, the filter stayed at 20-24 dB for 8 s."""
+    mic, far = a_room_that_moves(demo_audio)
+    out = cancel(EchoCanceller(cfg=load_config(None, ["aec.suppression_db=0"]).aec), mic, far)
+    erle = [erle_db(mic, out, slice(s * RATE, (s + 1) * RATE)) for s in range(20)]
+    assert min(erle[5:10]) > 40, erle  # the first room, learnt
+    assert min(erle[14:]) > 30, erle  # 4 s after the move on: 36-42 dB
+
+
+def test_the_moment_the_device_is_moved_is_not_taken_for_the_user(demo_audio) -> None:
+    """When the path moves, the output filter adds echo of its own: for a few frames the output
+    stands far above the echo the gate expects, which follows only as the coherence with the
+    estimate builds. Three such frames, over the barge-in margin, are what starts a turn. But
+    the output then carries more than the microphone heard, which no user can cause."""
+    mic, far = a_room_that_moves(demo_audio)
+    ec = EchoCanceller()
+    ratios = []
+    for i in range(0, len(far), ec.n):
+        ec.process(mic[i : i + ec.n], far[i : i + ec.n])
+        ratios.append(ec.near_ratio_db)
+    margin = Config().aec.barge_in_margin_db
+    assert max(ratios[300:]) < margin, np.argmax(ratios[300:]) + 300  # once learnt: nothing but echo
+
+
 def test_silent_speaker_costs_nothing_and_passes_the_microphone() -> None:
     x = (0.05 * np.random.default_rng(3).standard_normal(3 * RATE)).astype(np.float32)
     ec = EchoCanceller()
