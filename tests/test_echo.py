@@ -408,9 +408,9 @@ def a_room_that_moves(demo_audio) -> tuple[np.ndarray, np.ndarray]:
 
 def test_a_moved_device_learns_its_new_room_within_seconds(demo_audio) -> None:
     """Once the path has moved, the block fit must keep learning while the filter cancels far
-    worse than its best of late (that is no user: the talk-over decision hears none), and its
-    windows must start afresh: fed nothing for as long as that best took to fade, and then
-    from windows that still held the old room, the filter stayed at 20-24 dB for 8 s."""
+    worse than its best of late (once that has lasted a tenth of a second with no user heard),
+    and its windows must start afresh: fed nothing for as long as that best took to fade, and
+    then from windows that still held the old room, the filter stayed at 20-24 dB for 8 s."""
     mic, far = a_room_that_moves(demo_audio)
     out = cancel(EchoCanceller(cfg=load_config(None, ["aec.suppression_db=0"]).aec), mic, far)
     erle = [erle_db(mic, out, slice(s * RATE, (s + 1) * RATE)) for s in range(20)]
