@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from edged.config import Config
-from edged.conversation import format_conversation, run_conversation
+from edged.conversation import TurnRow, format_conversation, run_conversation
 from edged.playback import RATE_HZ as PLAY_RATE_HZ
 from edged.realtime.local_server import LocalRealtimeServer
 
@@ -66,6 +66,26 @@ async def test_a_user_who_goes_on_before_the_reply_plays_gets_one_reply(demo_aud
     speaker = res.speaker[: len(res.speaker) // frame * frame].reshape(-1, frame)
     loud = np.flatnonzero(np.sqrt(np.mean(speaker**2, axis=1)) > 1e-3)
     assert len(loud) and loud[0] / 100 > res.turns[1].commit_s, table
+
+
+async def test_the_demo_s_replies_start_no_turn_of_their_own(demo_audio, demo_labels) -> None:
+    """`make demo`'s whole conversation, its replies 10 dB louder than the user as it plays
+    them: every sentence is heard, and nothing else starts a turn, not even one dropped again
+    (a false barge-in still pauses the reply)."""
+    from edged.demo import _reply_dbfs, _speech_dbfs
+
+    user, _rate = demo_audio
+    gain_db = _speech_dbfs(user, demo_labels) + 10 - _reply_dbfs()
+    res = await run_conversation(Config(), user, speed=20.0, echo_gain_db=gain_db)
+    table = format_conversation(res, 20.0)
+    assert res.discards == 0, table
+    spans = [(u["start_s"], u["end_s"]) for u in demo_labels["utterances"]]
+
+    def overlap(t: TurnRow, s: float, e: float) -> bool:
+        return t.start_s < e and s < t.commit_s
+
+    assert all(any(overlap(t, s, e) for s, e in spans) for t in res.turns), table
+    assert all(any(overlap(t, s, e) for t in res.turns) for s, e in spans), table
 
 
 async def test_the_local_conversation_is_the_same_on_every_run(demo_audio) -> None:
