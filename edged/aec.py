@@ -137,7 +137,7 @@ LEAK_MARGIN = 2.0
 # echo, which follows a moved path only as the coherence builds, over 5-10 frames: a filter that
 # cancelled 24 dB instead of 20 before the change made that a false barge-in. A user far louder
 # than the echo leaves the output just under the microphone: a margin of 0 dB lost 11 % of the
-# barge-ins caught on benchmarks/echo.py's rooms; 1-3 dB lost none, and a moved room in the
+# barge-ins caught on benchmarks/echo.py's rooms and 16 more; 1-3 dB lost none, and a moved room in the
 # tests put frames of the move only 1.1 dB over the microphone
 ADDS_ECHO = 10 ** (1.0 / 10)
 # The block fit learns while the filter cancels worse than its best of late (`suspect`) only once

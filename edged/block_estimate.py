@@ -29,8 +29,9 @@ double talk falls by 10-15 dB in three of the four rooms (benchmarks/echo_bound.
 
 A user talking over the reply is not echo: their voice in the cross-spectra averages out only
 slowly, so the canceller stops feeding the fit while its output filter cancels far worse than
-usual and its talk-over decision hears the user. When the path moves (`reset`), what was learnt
-is dropped and the windows start afresh: the first ones would still hold the old path's audio.
+usual, until that has lasted a tenth of a second with no user heard (`edged.aec.LOST_FRAMES`: a
+moved path). When the path moves (`reset`), what was learnt is dropped and the windows start
+afresh: the first ones would still hold the old path's audio.
 
 Cost: the frames are the canceller's (`FrameHistory`), so nothing but three sums a frame;
 a few long FFTs every 26 frames, over three frames (about 0.3 ms each here; 1.5 ms with the
