@@ -71,7 +71,7 @@ def run_conversation_demo(
     print(f"through edged's local Realtime server; its voice comes back into the microphone {echo_db:g} dB")
     print("louder than the user's, and the user does not always wait for it to finish.\n")
     with open(trace_path, "w", encoding="utf-8") if trace_path else contextlib.nullcontext() as trace:
-        gain_db = _speech_dbfs(user, labels) + echo_db - _reply_dbfs()
+        gain_db = echo_gain_db(user, labels, echo_db)
         res = asyncio.run(run_conversation(cfg, user, speed=speed, echo_gain_db=gain_db, trace=trace))
     _end_of_speech(res, labels)
     print(format_conversation(res, speed))
@@ -90,6 +90,11 @@ def _end_of_speech(res: Any, labels: dict[str, Any]) -> None:
         ends = [e for s, e in segments if s < row.commit_s and e > row.start_s]
         if ends:
             row.speech_end_s = max(ends)
+
+
+def echo_gain_db(user: Any, labels: dict[str, Any], echo_db: float) -> float:
+    """The gain on the bundled replies that puts their echo `echo_db` over the user's speech."""
+    return _speech_dbfs(user, labels) + echo_db - _reply_dbfs()
 
 
 def _speech_dbfs(user: Any, labels: dict[str, Any]) -> float:

@@ -72,10 +72,10 @@ async def test_the_demo_s_replies_start_no_turn_of_their_own(demo_audio, demo_la
     """`make demo`'s whole conversation, its replies 10 dB louder than the user as it plays
     them: every sentence is heard, and nothing else starts a turn, not even one dropped again
     (a false barge-in still pauses the reply)."""
-    from edged.demo import _reply_dbfs, _speech_dbfs
+    from edged.demo import echo_gain_db
 
     user, _rate = demo_audio
-    gain_db = _speech_dbfs(user, demo_labels) + 10 - _reply_dbfs()
+    gain_db = echo_gain_db(user, demo_labels, 10.0)  # `edged demo --echo-db`'s default
     res = await run_conversation(Config(), user, speed=20.0, echo_gain_db=gain_db)
     table = format_conversation(res, 20.0)
     assert res.discards == 0, table
